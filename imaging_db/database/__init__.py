@@ -1,0 +1,1 @@
+"""Database layer: ORM tables, connections from login files, and row-level operations."""

@@ -1,0 +1,117 @@
+"""Turn a login JSON file into a SQLAlchemy engine, never exposing the password."""
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine
+
+from imaging_db.defaults import default_sqlite_path
+from imaging_db.errors import DatabaseError, InputError
+from imaging_db.metadata.json_files import load_json_file
+
+LOGIN_KEYS = ("drivername", "username", "password", "host", "port", "dbname")
+# The seed's examples say "postgres", which SQLAlchemy 1.4+ no longer accepts.
+_POSTGRES_NAMES = {"postgres", "postgresql", "postgresql+psycopg2", "psycopg2"}
+_SQLITE_NAMES = {"sqlite", "sqlite3", "sqlite+pysqlite"}
+
+
+def url_from_login(login: dict, source: str = "<login>") -> URL:
+    """Build a database URL from a login dict.
+
+    Parameters
+    ----------
+    login : dict
+        Keys ``drivername``, ``username``, ``password``, ``host``, ``port``,
+        ``dbname``. For ``drivername: sqlite`` only ``dbname`` (a file path) is used.
+    source : str
+        Where the login came from, for error messages.
+
+    Raises
+    ------
+    InputError
+        On a missing key, an unknown driver or a bad port. The message never
+        contains the password.
+    """
+    if not isinstance(login, dict):
+        raise InputError(f"login file {source!r} must hold a JSON object")
+    unknown = sorted(set(login) - set(LOGIN_KEYS))
+    if unknown:
+        raise InputError(f"login file {source!r}: unknown key(s) {unknown}; allowed keys are {list(LOGIN_KEYS)}")
+    driver = str(login.get("drivername") or "").strip().lower()
+    if driver in _SQLITE_NAMES:
+        dbname = login.get("dbname")
+        if not dbname:
+            raise InputError(f"login file {source!r}: drivername sqlite needs dbname, the database file path")
+        path = Path(str(dbname)).expanduser()
+        if not path.is_absolute() and source != "<login>":
+            path = Path(source).parent / path
+        return URL.create("sqlite+pysqlite", database=str(path))
+    if driver in _POSTGRES_NAMES:
+        missing = [k for k in ("username", "host", "dbname") if not login.get(k)]
+        if missing:
+            raise InputError(f"login file {source!r}: drivername {driver!r} needs key(s) {missing}")
+        port = login.get("port")
+        if port in (None, ""):
+            port = None
+        else:
+            try:
+                port = int(port)
+            except (TypeError, ValueError):
+                raise InputError(f"login file {source!r}: port {port!r} is not an integer") from None
+        return URL.create(
+            "postgresql+psycopg2",
+            username=str(login["username"]),
+            password=None if login.get("password") in (None, "") else str(login["password"]),
+            host=str(login["host"]),
+            port=port,
+            database=str(login["dbname"]),
+        )
+    raise InputError(
+        f"login file {source!r}: unknown drivername {login.get('drivername')!r}; use 'postgres' or 'sqlite'"
+    )
+
+
+def load_login(path: str | Path | None) -> URL:
+    """Read a login file; with no path, return the embedded SQLite database's URL.
+
+    Raises
+    ------
+    InputError
+        If the file is missing, not JSON, or not a valid login.
+    """
+    if path is None:
+        return URL.create("sqlite+pysqlite", database=str(default_sqlite_path()))
+    return url_from_login(load_json_file(path, "login"), str(path))
+
+
+def safe_url(url: URL) -> str:
+    """Return the URL as text with the password hidden."""
+    return url.render_as_string(hide_password=True)
+
+
+def _sqlite_on_connect(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: URL) -> Engine:
+    """Create an engine for the URL; for SQLite, create the file's folder.
+
+    Raises
+    ------
+    DatabaseError
+        If the SQLite folder cannot be created.
+    """
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            folder = Path(url.database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseError(f"cannot create database folder {str(folder)!r}: {exc.strerror}") from None
+        engine = sa.create_engine(url)
+        sa.event.listen(engine, "connect", _sqlite_on_connect)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})

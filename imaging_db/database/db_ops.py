@@ -1,0 +1,277 @@
+"""Row-level database operations: register datasets in one transaction, look them up."""
+
+import contextlib
+import datetime
+import logging
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from imaging_db.database.connection import make_engine, safe_url
+from imaging_db.database.models import Base, DataSet, FileGlobal, Frames, FramesGlobal
+from imaging_db.errors import DatabaseError, DatasetExistsError, InputError, NotFoundError
+
+logger = logging.getLogger(__name__)
+
+_data_set = DataSet.__table__
+_frames_global = FramesGlobal.__table__
+_frames = Frames.__table__
+_file_global = FileGlobal.__table__
+
+FRAME_COLUMNS = (
+    "channel_idx",
+    "slice_idx",
+    "time_idx",
+    "pos_idx",
+    "channel_name",
+    "file_name",
+    "sha256",
+    "metadata_json",
+)
+
+
+@dataclass
+class DatasetRecord:
+    """The data_set row of a dataset about to be registered."""
+
+    serial: str
+    date_time: datetime.datetime
+    frames: bool
+    description: str | None = None
+    microscope: str | None = None
+    parent_serial: str | None = None
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return text[0] if text else type(orig).__name__
+
+
+class Database:
+    """Access to one imaging_db database.
+
+    Parameters
+    ----------
+    url : sqlalchemy.engine.URL
+        Where the database is; see :func:`imaging_db.database.connection.load_login`.
+    """
+
+    def __init__(self, url: URL):
+        self.url = url
+        self.engine = make_engine(url)
+
+    def __repr__(self) -> str:
+        return f"Database({self.describe()})"
+
+    def describe(self) -> str:
+        """Return the database URL with the password hidden."""
+        return safe_url(self.url)
+
+    def dispose(self) -> None:
+        """Close all pooled connections."""
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except sa.exc.SQLAlchemyError as exc:
+            raise DatabaseError(f"database {self.describe()}: {doing} failed: {_first_line(exc)}") from exc
+
+    def check_connection(self) -> None:
+        """Connect once, so that a bad login fails before any upload starts.
+
+        Raises
+        ------
+        DatabaseError
+            If the database cannot be reached.
+        """
+        with self._errors("connecting"):
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+
+    def create_tables(self) -> None:
+        """Create the imaging_db tables that do not exist yet."""
+        with self._errors("creating tables"):
+            Base.metadata.create_all(self.engine, checkfirst=True)
+
+    def _has_tables(self) -> bool:
+        with self._errors("inspecting tables"):
+            return sa.inspect(self.engine).has_table(_data_set.name)
+
+    def existing_serials(self, serials: Sequence[str]) -> set[str]:
+        """Return which of the given dataset ids are registered."""
+        if not serials or not self._has_tables():
+            return set()
+        with self._errors("looking up dataset ids"), self.engine.connect() as conn:
+            found = conn.execute(
+                sa.select(_data_set.c.dataset_serial).where(_data_set.c.dataset_serial.in_(list(serials)))
+            )
+            return {row[0] for row in found}
+
+    def _insert_data_set(self, conn: sa.Connection, dataset: DatasetRecord) -> int:
+        parent_id = None
+        if dataset.parent_serial:
+            parent_id = conn.execute(
+                sa.select(_data_set.c.id).where(_data_set.c.dataset_serial == dataset.parent_serial)
+            ).scalar()
+            if parent_id is None:
+                raise InputError(
+                    f"dataset {dataset.serial}: parent_dataset_id {dataset.parent_serial} is not in the database"
+                )
+        result = conn.execute(
+            sa.insert(_data_set).values(
+                dataset_serial=dataset.serial,
+                description=dataset.description,
+                microscope=dataset.microscope,
+                frames=dataset.frames,
+                date_time=dataset.date_time,
+                parent_id=parent_id,
+            )
+        )
+        return result.inserted_primary_key[0]
+
+    @contextlib.contextmanager
+    def _register(self, serial: str) -> Iterator[sa.Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa.exc.IntegrityError as exc:
+            if self.existing_serials([serial]):
+                raise DatasetExistsError(f"dataset {serial} is already in the database") from None
+            raise DatabaseError(f"dataset {serial}: database {self.describe()} refused the rows: {_first_line(exc)}") from exc
+        except sa.exc.SQLAlchemyError as exc:
+            raise DatabaseError(f"dataset {serial}: registering in database {self.describe()} failed: {_first_line(exc)}") from exc
+
+    def insert_frames_dataset(self, dataset: DatasetRecord, frames_global: dict, frames: list[dict]) -> None:
+        """Register a frames dataset: data_set, frames_global and all frames rows, in one transaction.
+
+        Parameters
+        ----------
+        dataset : DatasetRecord
+        frames_global : dict
+            Values of the frames_global columns other than id and data_set_id.
+        frames : list of dict
+            One dict per frame with the keys of ``FRAME_COLUMNS``.
+
+        Raises
+        ------
+        DatasetExistsError
+            If the id is already registered (nothing is changed).
+        InputError
+            If the parent dataset is not registered.
+        DatabaseError
+            On any other database failure (nothing is changed).
+        """
+        with self._register(dataset.serial) as conn:
+            data_set_id = self._insert_data_set(conn, dataset)
+            frames_global_id = conn.execute(
+                sa.insert(_frames_global).values(data_set_id=data_set_id, **frames_global)
+            ).inserted_primary_key[0]
+            if frames:
+                conn.execute(
+                    sa.insert(_frames),
+                    [{**row, "frames_global_id": frames_global_id} for row in frames],
+                )
+
+    def insert_file_dataset(self, dataset: DatasetRecord, file_global: dict) -> None:
+        """Register a file dataset: data_set and file_global rows, in one transaction.
+
+        Raises
+        ------
+        DatasetExistsError, InputError, DatabaseError
+            As :meth:`insert_frames_dataset`.
+        """
+        with self._register(dataset.serial) as conn:
+            data_set_id = self._insert_data_set(conn, dataset)
+            conn.execute(sa.insert(_file_global).values(data_set_id=data_set_id, **file_global))
+
+    def get_dataset(self, serial: str) -> dict:
+        """Return a dataset's data_set row and its frames_global or file_global row.
+
+        Returns
+        -------
+        dict
+            ``{"data_set": {...}, "frames_global": {...} or None, "file_global": {...} or None}``,
+            with ``data_set["parent_dataset_id"]`` the parent's id string.
+
+        Raises
+        ------
+        NotFoundError
+            If no dataset has that id.
+        """
+        parent = _data_set.alias("parent")
+        query = (
+            sa.select(_data_set, parent.c.dataset_serial.label("parent_dataset_id"))
+            .select_from(_data_set.outerjoin(parent, _data_set.c.parent_id == parent.c.id))
+            .where(_data_set.c.dataset_serial == serial)
+        )
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(query).mappings().first()
+                if row is None:
+                    raise NotFoundError(f"dataset {serial} is not in the database {self.describe()}")
+                data_set = dict(row)
+                frames_global = conn.execute(
+                    sa.select(_frames_global).where(_frames_global.c.data_set_id == data_set["id"])
+                ).mappings().first()
+                file_global = conn.execute(
+                    sa.select(_file_global).where(_file_global.c.data_set_id == data_set["id"])
+                ).mappings().first()
+        except sa.exc.SQLAlchemyError as exc:
+            if not self._has_tables():
+                raise NotFoundError(
+                    f"dataset {serial} is not in the database {self.describe()}: it holds no imaging_db tables yet"
+                ) from None
+            raise DatabaseError(f"database {self.describe()}: looking up dataset {serial} failed: {_first_line(exc)}") from exc
+        return {
+            "data_set": data_set,
+            "frames_global": dict(frames_global) if frames_global else None,
+            "file_global": dict(file_global) if file_global else None,
+        }
+
+    def get_frames(
+        self,
+        frames_global_id: int,
+        channel_ids: Sequence[int] | None = None,
+        channel_names: Sequence[str] | None = None,
+        slice_ids: Sequence[int] | None = None,
+        time_ids: Sequence[int] | None = None,
+        pos_ids: Sequence[int] | None = None,
+    ) -> list[dict]:
+        """Return the frames rows of a dataset that match every given filter, in c/z/t/p order.
+
+        A filter left as None does not restrict.
+        """
+        c = _frames.c
+        query = sa.select(*(getattr(c, name) for name in FRAME_COLUMNS)).where(
+            c.frames_global_id == frames_global_id
+        )
+        for column, values in (
+            (c.channel_idx, channel_ids),
+            (c.channel_name, channel_names),
+            (c.slice_idx, slice_ids),
+            (c.time_idx, time_ids),
+            (c.pos_idx, pos_ids),
+        ):
+            if values is not None:
+                query = query.where(column.in_(list(values)))
+        query = query.order_by(c.pos_idx, c.time_idx, c.channel_idx, c.slice_idx)
+        with self._errors("reading frames"), self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    def frame_index_values(self, frames_global_id: int) -> dict[str, list]:
+        """Return the distinct channel names and c/z/t/p indices of a dataset, for error messages."""
+        c = _frames.c
+        values = {}
+        with self._errors("reading frame indices"), self.engine.connect() as conn:
+            for name in ("channel_name", "channel_idx", "slice_idx", "time_idx", "pos_idx"):
+                column = getattr(c, name)
+                found = conn.execute(
+                    sa.select(column).distinct().where(c.frames_global_id == frames_global_id).order_by(column)
+                )
+                values[name] = [row[0] for row in found]
+        return values

@@ -1,0 +1,32 @@
+"""Exception hierarchy: every error a user can act on derives from ImagingDBError.
+
+Each subclass also inherits the matching builtin, so callers may catch either.
+"""
+
+
+class ImagingDBError(Exception):
+    """Root of all errors raised deliberately by imaging_db."""
+
+
+class InputError(ImagingDBError, ValueError):
+    """Bad user input: CSV, config, login, dataset id, or an unreadable image file."""
+
+
+class StorageError(ImagingDBError, OSError):
+    """A storage backend could not store or return an object."""
+
+
+class DatabaseError(ImagingDBError, RuntimeError):
+    """The database refused a query or a write, or could not be reached."""
+
+
+class IntegrityError(ImagingDBError, ValueError):
+    """Stored bytes do not match the checksum recorded in the database."""
+
+
+class DatasetExistsError(InputError):
+    """A dataset id is already registered in the database."""
+
+
+class NotFoundError(ImagingDBError, LookupError):
+    """A dataset, object or frame that was asked for does not exist."""

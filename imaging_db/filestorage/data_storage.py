@@ -1,0 +1,95 @@
+"""The DataStorage interface: put, get, list and delete objects by key."""
+
+import abc
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+
+from imaging_db.errors import InputError
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """What a listing tells about an object without reading it.
+
+    Attributes
+    ----------
+    size : int
+        Size in bytes.
+    md5 : str or None
+        Hex MD5 of the content when the backend knows it for free (an S3 ETag
+        of a single-part upload), else None.
+    """
+
+    size: int
+    md5: str | None = None
+
+
+def check_key(key: str) -> str:
+    """Return ``key`` if it is a safe relative ``/``-separated key.
+
+    Raises
+    ------
+    InputError
+        If the key is empty, absolute, or climbs out with ``..``.
+    """
+    if not key or key.startswith("/") or "\\" in key:
+        raise InputError(f"invalid storage key {key!r}")
+    parts = key.split("/")
+    if any(part in ("", ".", "..") for part in parts) or posixpath.normpath(key) != key:
+        raise InputError(f"invalid storage key {key!r}")
+    return key
+
+
+class DataStorage(abc.ABC):
+    """Moves bytes by key. Backends differ only inside their own module."""
+
+    @abc.abstractmethod
+    def describe(self) -> str:
+        """Return where the objects live, e.g. ``local:/data/store`` or ``s3://bucket``."""
+
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Make sure the storage can be written, before any upload starts.
+
+        Raises
+        ------
+        StorageError
+            If the folder or bucket is missing, unreachable or not writable.
+        """
+
+    @abc.abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key``, replacing any object there; readers never see a partial object."""
+
+    @abc.abstractmethod
+    def put_file(self, key: str, path: Path) -> None:
+        """Store the content of the file at ``path`` under ``key``, streaming it."""
+
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes:
+        """Return the object's bytes.
+
+        Raises
+        ------
+        NotFoundError
+            If there is no object under ``key``.
+        StorageError
+            If it cannot be read.
+        """
+
+    @abc.abstractmethod
+    def get_file(self, key: str, path: Path) -> None:
+        """Write the object into the file at ``path``, streaming it."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str) -> dict[str, StoredObject]:
+        """Return every object whose key starts with ``prefix``, in one listing."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object under ``key``; a missing object is not an error."""
+
+    def exists(self, key: str) -> bool:
+        """Return whether an object is stored under ``key``."""
+        return key in self.list(key)

@@ -1,0 +1,132 @@
+"""A DataStorage in an S3 bucket (AWS or any S3-compatible store)."""
+
+import logging
+import os
+from pathlib import Path
+
+import boto3
+import botocore.config
+import botocore.exceptions
+from boto3.s3.transfer import TransferConfig
+
+from imaging_db.errors import NotFoundError, StorageError
+from imaging_db.filestorage.data_storage import DataStorage, StoredObject, check_key
+
+logger = logging.getLogger(__name__)
+
+_NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
+
+
+class S3Storage(DataStorage):
+    """Objects live in one bucket; one client, with a pool sized for the workers, is reused.
+
+    Credentials come from boto3's default chain (environment, profile, instance role).
+
+    Parameters
+    ----------
+    bucket : str
+        The bucket name.
+    endpoint_url : str, optional
+        The S3 endpoint; default ``$AWS_ENDPOINT_URL``, else AWS.
+    max_connections : int
+        Size of the HTTP connection pool, at least the number of workers.
+    """
+
+    def __init__(self, bucket: str, endpoint_url: str | None = None, max_connections: int = 10):
+        self.bucket = bucket
+        self.endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+        config = botocore.config.Config(
+            max_pool_connections=max(10, max_connections),
+            retries={"max_attempts": 5, "mode": "standard"},
+            tcp_keepalive=True,
+        )
+        session = boto3.session.Session()
+        self.client = session.client("s3", endpoint_url=self.endpoint_url, config=config)
+        self._transfer = TransferConfig(max_concurrency=max(4, max_connections), use_threads=True)
+
+    def describe(self) -> str:
+        where = f" at {self.endpoint_url}" if self.endpoint_url else ""
+        return f"s3://{self.bucket}{where}"
+
+    def _error(self, doing: str, key: str | None, exc: Exception) -> Exception:
+        target = f"s3://{self.bucket}/{key}" if key else self.describe()
+        if isinstance(exc, botocore.exceptions.ClientError):
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            if key and code in _NOT_FOUND_CODES:
+                return NotFoundError(f"object {key!r} is missing from {self.describe()}")
+            if code in ("NoSuchBucket",) or (not key and code in _NOT_FOUND_CODES):
+                return StorageError(f"bucket {self.bucket!r} does not exist at {self.describe()}")
+            return StorageError(f"{doing} {target} failed: {code} {error.get('Message', '')}".rstrip())
+        if isinstance(exc, botocore.exceptions.NoCredentialsError):
+            return StorageError(
+                f"{doing} {target} failed: no AWS credentials found (set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE)"
+            )
+        if isinstance(exc, botocore.exceptions.BotoCoreError):
+            return StorageError(f"{doing} {target} failed: {exc}")
+        return exc
+
+    def check(self) -> None:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise self._error("reaching bucket", None, exc) from None
+
+    def put(self, key: str, data: bytes) -> None:
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=check_key(key), Body=data)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise self._error("writing", key, exc) from None
+
+    def put_file(self, key: str, path: Path) -> None:
+        try:
+            self.client.upload_file(str(path), self.bucket, check_key(key), Config=self._transfer)
+        except boto3.exceptions.S3UploadFailedError as exc:
+            raise StorageError(f"writing s3://{self.bucket}/{key} failed: {exc}") from None
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise self._error("writing", key, exc) from None
+
+    def get(self, key: str) -> bytes:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=check_key(key))
+            return response["Body"].read()
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise self._error("reading", key, exc) from None
+
+    def get_file(self, key: str, path: Path) -> None:
+        try:
+            self.client.download_file(self.bucket, check_key(key), str(path), Config=self._transfer)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise self._error("reading", key, exc) from None
+
+    def list(self, prefix: str) -> dict[str, StoredObject]:
+        found: dict[str, StoredObject] = {}
+        try:
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    etag = item.get("ETag", "").strip('"')
+                    # A multipart ETag ("<hex>-<parts>") is not an MD5 of the content.
+                    md5 = etag if len(etag) == 32 and "-" not in etag else None
+                    found[item["Key"]] = StoredObject(size=item["Size"], md5=md5)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise self._error("listing", prefix, exc) from None
+        return found
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=check_key(key))
+        except botocore.exceptions.ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code", "")) in _NOT_FOUND_CODES:
+                return False
+            raise self._error("checking", key, exc) from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise self._error("checking", key, exc) from None
+        return True
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=check_key(key))
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise self._error("deleting", key, exc) from None

@@ -1,0 +1,1 @@
+"""Image handling: reading stacks frame by frame, and PNG encoding."""

@@ -1,0 +1,153 @@
+"""What every splitter yields, and checks shared by all of them."""
+
+import abc
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from imaging_db.errors import InputError
+
+
+@dataclass
+class Frame:
+    """One 2D frame as read from an image file.
+
+    ``pixels`` is None when the splitter was asked for metadata only.
+    """
+
+    channel_idx: int
+    slice_idx: int
+    time_idx: int
+    pos_idx: int
+    channel_name: str | None
+    metadata: dict
+    source: str
+    page: int
+    pixels: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def indices(self) -> tuple[int, int, int, int]:
+        """(channel, slice, time, position)."""
+        return (self.channel_idx, self.slice_idx, self.time_idx, self.pos_idx)
+
+    @property
+    def where(self) -> str:
+        return f"file {self.source} page {self.page}"
+
+
+class Splitter(abc.ABC):
+    """Reads an image file or folder and yields its 2D frames one at a time.
+
+    Splitters only read: they know TIFF, not storage or the database.
+
+    Parameters
+    ----------
+    path : Path
+        The file or folder named in the CSV.
+    dataset_serial : str
+        The dataset id, for error messages.
+    positions : list of int, optional
+        Only frames at these PositionIndex values (formats that support it).
+    """
+
+    frames_format: str = ""
+    supports_positions: bool = False
+
+    def __init__(self, path: Path, dataset_serial: str, positions: list[int] | None = None):
+        self.path = Path(path)
+        self.dataset_serial = dataset_serial
+        if positions is not None and not self.supports_positions:
+            raise InputError(
+                f"dataset {dataset_serial}: positions can only be chosen for ome_tiff, not {self.frames_format}"
+            )
+        self.positions = positions
+
+    def error(self, problem: str, source: Path | str | None = None) -> InputError:
+        """Return an InputError naming the dataset and the file."""
+        return InputError(f"dataset {self.dataset_serial}: {source or self.path}: {problem}")
+
+    @abc.abstractmethod
+    def global_metadata(self) -> dict:
+        """Return the dataset's global metadata found in the files (always with ``file_origin``)."""
+
+    @abc.abstractmethod
+    def frames(self, read_pixels: bool = True) -> Iterator[Frame]:
+        """Yield the frames one at a time; with ``read_pixels=False`` only indices and metadata."""
+
+    def storable(self, pixels: np.ndarray, source: Path | str, page: int) -> np.ndarray:
+        """Return the pixels as uint8/uint16, 2D or RGB, or raise a clear InputError.
+
+        32-bit float frames holding whole numbers within 0..65535 become uint16.
+        """
+        where = f"page {page}"
+        if pixels.ndim == 3 and pixels.shape[2] == 1:
+            pixels = pixels[:, :, 0]
+        if not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] == 3)):
+            raise self.error(f"{where} has shape {pixels.shape}; only 2D grayscale or RGB frames are supported", source)
+        if pixels.dtype in (np.float32, np.float64):
+            if pixels.size and not (
+                np.isfinite(pixels).all()
+                and pixels.min() >= 0
+                and pixels.max() <= 65535
+                and np.array_equal(pixels, np.floor(pixels))
+            ):
+                low, high = (float(np.nanmin(pixels)), float(np.nanmax(pixels))) if pixels.size else (0, 0)
+                raise self.error(
+                    f"{where}: {pixels.dtype} pixels are not whole numbers within 0..65535 "
+                    f"(min {low:g}, max {high:g}); convert the stack to 16 bit first",
+                    source,
+                )
+            return pixels.astype(np.uint16)
+        if pixels.dtype not in (np.uint8, np.uint16):
+            raise self.error(f"{where} has {pixels.dtype} pixels; only uint8, uint16 (or whole-number float32) are supported", source)
+        return pixels
+
+
+def parse_json_tag(value, what: str) -> dict | None:
+    """Return a TIFF tag's JSON content as a dict, None if absent, or raise ValueError."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value.strip("\x00 \n"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{what} is not valid JSON ({exc.msg})") from None
+        if isinstance(parsed, dict):
+            return parsed
+    raise ValueError(f"{what} does not hold a JSON object")
+
+
+def micromanager_indices(meta: dict) -> tuple[int, int, int, int]:
+    """Return (channel, slice, time, position) from a MicroManagerMetadata dict.
+
+    Micro-Manager 2.0 writes ``SliceIndex``/``FrameIndex``; 1.4 writes ``Slice``/``Frame`` too.
+
+    Raises
+    ------
+    ValueError
+        If a needed key is missing or not an integer.
+    """
+    def pick(*names, default=None):
+        for name in names:
+            if name in meta and meta[name] is not None:
+                try:
+                    return int(meta[name])
+                except (TypeError, ValueError):
+                    raise ValueError(f"MicroManagerMetadata {name} = {meta[name]!r} is not an integer") from None
+        if default is not None:
+            return default
+        raise ValueError(f"MicroManagerMetadata lacks {' or '.join(names)}")
+
+    return (
+        pick("ChannelIndex"),
+        pick("SliceIndex", "Slice"),
+        pick("FrameIndex", "Frame"),
+        pick("PositionIndex", default=0),
+    )

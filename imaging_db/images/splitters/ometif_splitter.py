@@ -1,0 +1,109 @@
+"""Micro-Manager OME-TIFF: a file, or a folder of ``*.ome.tif`` files (one or more per position)."""
+
+import logging
+from pathlib import Path
+from typing import Iterator
+
+import tifffile
+
+from imaging_db.images.splitters.base import Frame, Splitter, micromanager_indices, parse_json_tag
+
+logger = logging.getLogger(__name__)
+
+MM_TAG = 51123  # MicroManagerMetadata
+
+
+def _summary_from_ijmetadata(tif: tifffile.TiffFile) -> dict | str | None:
+    tag = tif.pages[0].tags.get("IJMetadata")
+    info = tag.value.get("Info") if tag is not None and isinstance(tag.value, dict) else None
+    if info is None:
+        return None
+    try:
+        return parse_json_tag(info, "IJMetadata Info")
+    except ValueError:
+        return info
+
+
+class OmeTiffSplitter(Splitter):
+    """Yields each page of each OME-TIFF file, indexed by the page's own MicroManagerMetadata tag.
+
+    tifffile's merged OME series is not used: the first file's OME-XML may
+    describe pages that live in other files, while each page's tag is exact.
+    """
+
+    frames_format = "ome_tiff"
+    supports_positions = True
+
+    def files(self) -> list[Path]:
+        """Return the OME-TIFF files to read, in name order."""
+        if self.path.is_file():
+            return [self.path]
+        if not self.path.is_dir():
+            raise self.error("is neither a file nor a folder")
+        found = sorted(
+            p for p in self.path.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith((".ome.tif", ".ome.tiff"))
+        )
+        if not found:
+            raise self.error("folder holds no *.ome.tif files")
+        return found
+
+    def global_metadata(self) -> dict:
+        first = self.files()[0]
+        try:
+            with tifffile.TiffFile(first) as tif:
+                summary = _summary_from_ijmetadata(tif)
+                if summary is None:
+                    mm_header = (tif.micromanager_metadata if tif.is_micromanager else None) or {}
+                    summary = mm_header.get("Summary")
+        except (OSError, ValueError, tifffile.TiffFileError) as exc:
+            raise self.error(f"not a readable TIFF ({exc})", first) from None
+        meta: dict = {}
+        if isinstance(summary, dict):
+            meta.update(summary)
+        elif summary:
+            meta["IJMetadata_Info"] = summary
+        meta["file_origin"] = str(self.path)
+        return meta
+
+    def frames(self, read_pixels: bool = True) -> Iterator[Frame]:
+        for file in self.files():
+            yield from self._file_frames(file, read_pixels)
+
+    def _file_frames(self, file: Path, read_pixels: bool) -> Iterator[Frame]:
+        try:
+            tif = tifffile.TiffFile(file)
+        except (OSError, ValueError, tifffile.TiffFileError) as exc:
+            raise self.error(f"not a readable TIFF ({exc})", file) from None
+        with tif:
+            # Keep only the current page in memory however long the file.
+            tif.pages.cache = False
+            for page_nbr, page in enumerate(tif.pages):
+                try:
+                    meta = parse_json_tag(page.tags.valueof(MM_TAG), "MicroManagerMetadata")
+                    if meta is None:
+                        raise ValueError("has no MicroManagerMetadata tag (51123)")
+                    channel_idx, slice_idx, time_idx, pos_idx = micromanager_indices(meta)
+                except ValueError as exc:
+                    raise self.error(f"page {page_nbr}: {exc}", file) from None
+                if self.positions is not None and pos_idx not in self.positions:
+                    continue
+                pixels = None
+                if read_pixels:
+                    try:
+                        pixels = page.asarray()
+                    except (OSError, ValueError, tifffile.TiffFileError) as exc:
+                        raise self.error(f"page {page_nbr}: cannot read pixels ({exc})", file) from None
+                    pixels = self.storable(pixels, file, page_nbr)
+                channel_name = meta.get("Channel")
+                yield Frame(
+                    channel_idx=channel_idx,
+                    slice_idx=slice_idx,
+                    time_idx=time_idx,
+                    pos_idx=pos_idx,
+                    channel_name=str(channel_name) if channel_name is not None else str(channel_idx),
+                    metadata=meta,
+                    source=str(file),
+                    page=page_nbr,
+                    pixels=pixels,
+                )

@@ -1,0 +1,134 @@
+"""One multi-page TIFF (typically an ImageJ hyperstack) with little metadata."""
+
+import json
+from typing import Iterator
+
+import numpy as np
+import tifffile
+
+from imaging_db.errors import InputError
+from imaging_db.images.splitters.base import Frame, Splitter, parse_json_tag
+
+_COUNT_KEYS = ("channels", "slices", "positions", "frames")
+
+
+class TifIdSplitter(Splitter):
+    """Yields the pages of one TIFF in ImageJ order: channel fastest, then slice, position, time.
+
+    The counts come from the first page's ImageJ ImageDescription
+    (``channels=``, ``slices=``, ``frames=``, ``positions=``); a TIFF without
+    one is taken as a z-stack of its pages.
+    """
+
+    frames_format = "tif_id"
+
+    def _open(self) -> tifffile.TiffFile:
+        if not self.path.is_file():
+            raise self.error("tif_id needs one multi-page TIFF file")
+        try:
+            return tifffile.TiffFile(self.path)
+        except (OSError, ValueError, tifffile.TiffFileError) as exc:
+            raise self.error(f"not a readable TIFF ({exc})") from None
+
+    def _imagej(self, tif: tifffile.TiffFile) -> dict:
+        return tif.imagej_metadata or {}
+
+    def _layout(self, tif: tifffile.TiffFile) -> tuple[dict[str, int], int]:
+        imagej = self._imagej(tif)
+        counts = {}
+        for key in _COUNT_KEYS:
+            try:
+                counts[key] = int(imagej.get(key, 1))
+            except (TypeError, ValueError):
+                raise self.error(f"ImageDescription {key}={imagej.get(key)!r} is not an integer") from None
+            if counts[key] < 1:
+                raise self.error(f"ImageDescription {key}={counts[key]} must be at least 1")
+        total = int(np.prod(list(counts.values())))
+        nbr_pages = self._nbr_images(tif, imagej)
+        if not imagej:
+            counts["slices"], total = nbr_pages, nbr_pages
+        if total != nbr_pages:
+            raise self.error(
+                f"holds {nbr_pages} images but its ImageDescription says channels*slices*positions*frames = "
+                f"{counts['channels']}*{counts['slices']}*{counts['positions']}*{counts['frames']} = {total}"
+            )
+        return counts, nbr_pages
+
+    def _nbr_images(self, tif: tifffile.TiffFile, imagej: dict) -> int:
+        pages = len(tif.pages)
+        images = int(imagej.get("images", pages) or pages)
+        return max(pages, images)
+
+    def _channel_names(self, imagej: dict, nbr_channels: int) -> list[str]:
+        info = imagej.get("Info")
+        try:
+            summary = parse_json_tag(info, "Info") if info else None
+        except ValueError:
+            summary = None
+        names = (summary or {}).get("ChNames")
+        if isinstance(names, list) and len(names) == nbr_channels:
+            return [str(n) for n in names]
+        return [str(c) for c in range(nbr_channels)]
+
+    def global_metadata(self) -> dict:
+        with self._open() as tif:
+            imagej = self._imagej(tif)
+        meta: dict = {}
+        for key, value in imagej.items():
+            if key == "Info":
+                try:
+                    value = parse_json_tag(value, "Info")
+                except ValueError:
+                    pass
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError):
+                continue  # LUTs, ranges and other arrays are display settings, not acquisition facts
+            meta[key] = value
+        meta["file_origin"] = str(self.path)
+        return meta
+
+    def _page_pixels(self, tif: tifffile.TiffFile, page_nbr: int, contiguous: np.ndarray | None) -> np.ndarray:
+        if contiguous is not None:
+            return np.array(contiguous[page_nbr])
+        return tif.pages[page_nbr].asarray()
+
+    def frames(self, read_pixels: bool = True) -> Iterator[Frame]:
+        with self._open() as tif:
+            tif.pages.cache = False
+            counts, nbr_pages = self._layout(tif)
+            names = self._channel_names(self._imagej(tif), counts["channels"])
+            contiguous = None
+            if read_pixels and len(tif.pages) < nbr_pages:
+                # ImageJ writes only the first IFD of large hyperstacks: map the contiguous data.
+                try:
+                    series = tif.series[0]
+                    contiguous = series.asarray(out="memmap").reshape((nbr_pages, *tif.pages[0].shape))
+                except (OSError, ValueError, tifffile.TiffFileError) as exc:
+                    raise self.error(f"cannot map its contiguous ImageJ data ({exc})") from None
+            nc, nz, npos = counts["channels"], counts["slices"], counts["positions"]
+            for page_nbr in range(nbr_pages):
+                channel_idx = page_nbr % nc
+                slice_idx = (page_nbr // nc) % nz
+                pos_idx = (page_nbr // (nc * nz)) % npos
+                time_idx = page_nbr // (nc * nz * npos)
+                pixels = None
+                if read_pixels:
+                    try:
+                        pixels = self._page_pixels(tif, page_nbr, contiguous)
+                    except (OSError, ValueError, IndexError, tifffile.TiffFileError) as exc:
+                        if isinstance(exc, InputError):
+                            raise
+                        raise self.error(f"page {page_nbr}: cannot read pixels ({exc})") from None
+                    pixels = self.storable(pixels, self.path, page_nbr)
+                yield Frame(
+                    channel_idx=channel_idx,
+                    slice_idx=slice_idx,
+                    time_idx=time_idx,
+                    pos_idx=pos_idx,
+                    channel_name=names[channel_idx],
+                    metadata={},
+                    source=str(self.path),
+                    page=page_nbr,
+                    pixels=pixels,
+                )

@@ -1,0 +1,1 @@
+"""Validation and parsing of user-supplied metadata: ids, CSV rows, config, file names."""

@@ -1,0 +1,75 @@
+"""Dataset identifiers of the form ``<PROJECT>-YYYY-MM-DD-HH-MM-SS-<NNNN>``."""
+
+import datetime
+import re
+from dataclasses import dataclass
+
+from imaging_db.errors import InputError
+
+_ID_PATTERN = re.compile(
+    r"^(?P<project>[A-Za-z]+)-(?P<date>\d{4}-\d{2}-\d{2})-(?P<time>\d{2}-\d{2}-\d{2})-(?P<serial>\d{4})$"
+)
+
+
+@dataclass(frozen=True)
+class DatasetId:
+    """A validated dataset identifier.
+
+    Attributes
+    ----------
+    serial : str
+        The full identifier, e.g. ``ML-2018-11-07-09-35-54-0010``.
+    project_id : str
+        The leading letters, e.g. ``ML``.
+    date_time : datetime.datetime
+        The acquisition date and time encoded in the identifier.
+    number : int
+        The trailing four-digit serial number.
+    """
+
+    serial: str
+    project_id: str
+    date_time: datetime.datetime
+    number: int
+
+    def __str__(self) -> str:
+        return self.serial
+
+
+def parse_dataset_id(text: str) -> DatasetId:
+    """Validate a dataset identifier and split it into its parts.
+
+    Parameters
+    ----------
+    text : str
+        The identifier, e.g. ``ML-2018-11-07-09-35-54-0010``.
+
+    Returns
+    -------
+    DatasetId
+
+    Raises
+    ------
+    InputError
+        If the identifier does not have the form
+        ``<PROJECT>-YYYY-MM-DD-HH-MM-SS-<NNNN>`` or its date-time does not exist.
+    """
+    text = (text or "").strip()
+    match = _ID_PATTERN.match(text)
+    if match is None:
+        raise InputError(
+            f"invalid dataset id {text!r}: expected <PROJECT>-YYYY-MM-DD-HH-MM-SS-<NNNN>, "
+            "e.g. ML-2018-11-07-09-35-54-0010"
+        )
+    try:
+        date_time = datetime.datetime.strptime(
+            f"{match['date']}-{match['time']}", "%Y-%m-%d-%H-%M-%S"
+        )
+    except ValueError as exc:
+        raise InputError(f"invalid dataset id {text!r}: date-time does not exist ({exc})") from None
+    return DatasetId(
+        serial=text,
+        project_id=match["project"],
+        date_time=date_time,
+        number=int(match["serial"]),
+    )

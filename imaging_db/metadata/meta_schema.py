@@ -1,0 +1,42 @@
+"""JSON schemas that each frame's metadata must satisfy."""
+
+from pathlib import Path
+from typing import Callable
+
+import jsonschema
+
+from imaging_db.errors import InputError
+from imaging_db.metadata.json_files import load_json_file
+
+FrameValidator = Callable[[dict], str | None]
+
+
+def load_meta_schema(path: Path) -> FrameValidator:
+    """Load a JSON schema file and return a function that checks one frame's metadata.
+
+    The returned function gives None when the metadata is valid, else a short
+    description of the first problem.
+
+    Raises
+    ------
+    InputError
+        If the file is missing, not JSON, or not a valid JSON schema.
+    """
+    schema = load_json_file(path, "meta_schema")
+    if not isinstance(schema, dict):
+        raise InputError(f"meta_schema file {str(path)!r} must hold a JSON object")
+    validator_cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+    try:
+        validator_cls.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise InputError(f"meta_schema file {str(path)!r} is not a valid JSON schema: {exc.message}") from None
+    validator = validator_cls(schema)
+
+    def check(metadata: dict) -> str | None:
+        error = jsonschema.exceptions.best_match(validator.iter_errors(metadata))
+        if error is None:
+            return None
+        where = "/".join(str(p) for p in error.absolute_path)
+        return f"{error.message}" + (f" (at {where})" if where else "")
+
+    return check

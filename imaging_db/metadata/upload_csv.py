@@ -1,0 +1,143 @@
+"""The upload CSV: one dataset per row."""
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from imaging_db.errors import InputError
+from imaging_db.metadata.dataset_id import DatasetId, parse_dataset_id
+from imaging_db.metadata.upload_config import resolve_input_path
+
+REQUIRED_COLUMNS = ("dataset_id", "file_name")
+OPTIONAL_COLUMNS = ("description", "parent_dataset_id", "positions", "meta_schema")
+_NONE_VALUES = {"", "none", "null", "nan"}
+
+
+@dataclass
+class UploadRow:
+    """One dataset to upload, as read and checked from the CSV."""
+
+    line: int
+    dataset_id: DatasetId
+    file_name: Path
+    description: str | None = None
+    parent_dataset_id: DatasetId | None = None
+    positions: list[int] | None = None
+    meta_schema: Path | None = None
+
+
+def _optional(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return None if value.lower() in _NONE_VALUES else value
+
+
+def _parse_positions(text: str, where: str) -> list[int]:
+    try:
+        positions = json.loads(text)
+    except json.JSONDecodeError:
+        positions = None
+    if isinstance(positions, int) and not isinstance(positions, bool):
+        positions = [positions]
+    if (
+        not isinstance(positions, list)
+        or not positions
+        or not all(isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in positions)
+    ):
+        raise InputError(f"{where}: positions {text!r} must be a JSON list of non-negative integers, e.g. [0, 2]")
+    if len(set(positions)) != len(positions):
+        raise InputError(f"{where}: positions {text!r} lists a position twice")
+    return positions
+
+
+def read_upload_csv(path: str | Path) -> list[UploadRow]:
+    """Read and validate the upload CSV.
+
+    Checks the columns, every dataset id, duplicate ids, parent ids, positions,
+    and that every file and meta_schema named exists. It does not open images.
+
+    Raises
+    ------
+    InputError
+        Naming the CSV line and dataset of the first problem found.
+    """
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            header = [h.strip() for h in (reader.fieldnames or [])]
+            records = [(reader.line_num, row) for row in reader]
+    except FileNotFoundError:
+        raise InputError(f"CSV file {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"cannot read CSV file {str(path)!r}: {exc}") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise InputError(f"CSV file {str(path)!r} lacks column(s) {missing}; it has {header}")
+    unknown = [c for c in header if c and c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    if unknown:
+        raise InputError(
+            f"CSV file {str(path)!r} has unknown column(s) {unknown}; "
+            f"known columns are {list(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}"
+        )
+    if not records:
+        raise InputError(f"CSV file {str(path)!r} has no dataset rows")
+
+    rows: list[UploadRow] = []
+    seen: dict[str, int] = {}
+    for line, raw in records:
+        raw = {(k or "").strip(): v for k, v in raw.items()}
+        where = f"CSV {path.name} line {line}"
+        dataset_text = _optional(raw.get("dataset_id"))
+        if dataset_text is None:
+            raise InputError(f"{where}: dataset_id is empty")
+        try:
+            dataset_id = parse_dataset_id(dataset_text)
+        except InputError as exc:
+            raise InputError(f"{where}: {exc}") from None
+        where = f"dataset {dataset_id}, {where}"
+        if dataset_id.serial in seen:
+            raise InputError(f"{where}: dataset_id also on line {seen[dataset_id.serial]}")
+        seen[dataset_id.serial] = line
+
+        file_text = _optional(raw.get("file_name"))
+        if file_text is None:
+            raise InputError(f"{where}: file_name is empty")
+        file_name = resolve_input_path(file_text, path.parent)
+        if not file_name.exists():
+            raise InputError(f"{where}: file_name {file_text!r} does not exist")
+
+        parent = _optional(raw.get("parent_dataset_id"))
+        parent_id = None
+        if parent is not None:
+            try:
+                parent_id = parse_dataset_id(parent)
+            except InputError as exc:
+                raise InputError(f"{where}: parent_dataset_id: {exc}") from None
+            if parent_id.serial == dataset_id.serial:
+                raise InputError(f"{where}: a dataset cannot be its own parent")
+
+        positions_text = _optional(raw.get("positions"))
+        positions = _parse_positions(positions_text, where) if positions_text else None
+
+        schema_text = _optional(raw.get("meta_schema"))
+        meta_schema = None
+        if schema_text is not None:
+            meta_schema = resolve_input_path(schema_text, path.parent)
+            if not meta_schema.is_file():
+                raise InputError(f"{where}: meta_schema {schema_text!r} does not exist")
+
+        rows.append(
+            UploadRow(
+                line=line,
+                dataset_id=dataset_id,
+                file_name=file_name,
+                description=_optional(raw.get("description")),
+                parent_dataset_id=parent_id,
+                positions=positions,
+                meta_schema=meta_schema,
+            )
+        )
+    return rows

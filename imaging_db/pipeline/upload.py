@@ -1,0 +1,474 @@
+"""Upload pipeline: validate every input, stream frames through a worker pool, register in one commit.
+
+    CSV row + config -> Splitter.frames() -> workers: PNG encode + sha256 + DataStorage.put
+                     -> rows collected -> one transaction: data_set + frames_global + frames
+"""
+
+import collections
+import concurrent.futures
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imaging_db.database.db_ops import Database, DatasetRecord
+from imaging_db.errors import DatasetExistsError, ImagingDBError, InputError
+from imaging_db.filestorage import DataStorage, StoredObject
+from imaging_db.images.png import encode_png
+from imaging_db.images.splitters import Frame, Splitter, make_splitter
+from imaging_db.metadata.filename_parsers import get_filename_parser
+from imaging_db.metadata.meta_schema import FrameValidator, load_meta_schema
+from imaging_db.metadata.upload_config import UploadConfig
+from imaging_db.metadata.upload_csv import UploadRow
+from imaging_db.pipeline import keys
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DatasetPlan:
+    """A dataset whose inputs have all been checked, ready to upload."""
+
+    row: UploadRow
+    upload_type: str
+    global_metadata: dict
+    splitter: Splitter | None = None
+    nbr_frames: int = 0
+    existing: dict[str, StoredObject] = field(default_factory=dict)
+
+    @property
+    def serial(self) -> str:
+        return self.row.dataset_id.serial
+
+
+@dataclass
+class DatasetResult:
+    """What happened to one dataset of an upload run."""
+
+    dataset_serial: str
+    ok: bool
+    nbr_frames: int = 0
+    raw_bytes: int = 0
+    stored_bytes: int = 0
+    skipped_frames: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+    def summary(self) -> str:
+        """One line for the user."""
+        if not self.ok:
+            return f"{self.dataset_serial}: FAILED: {self.error}"
+        mb = self.raw_bytes / 1e6
+        rate = mb / self.seconds if self.seconds > 0 else 0.0
+        fps = self.nbr_frames / self.seconds if self.seconds > 0 else 0.0
+        resumed = f", {self.skipped_frames} already stored" if self.skipped_frames else ""
+        return (
+            f"{self.dataset_serial}: {self.nbr_frames} frames, {mb:.1f} MB raw, "
+            f"{self.stored_bytes / 1e6:.1f} MB stored{resumed}, {self.seconds:.2f} s, "
+            f"{rate:.1f} MB/s, {fps:.1f} frames/s"
+        )
+
+
+@dataclass
+class _StoredFrame:
+    row: dict
+    raw_bytes: int
+    stored_bytes: int
+    skipped: bool
+
+
+def _sha256_file(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+class Uploader:
+    """Uploads datasets to one database and one storage.
+
+    Parameters
+    ----------
+    database : Database
+    storage : DataStorage
+    config : UploadConfig
+    nbr_workers : int
+        Threads that encode, hash and store frames.
+    override : bool
+        Resume interrupted uploads: frames already stored with the same
+        content are not stored again.
+    progress : bool or None
+        Show tqdm progress bars (None: only on a terminal).
+    """
+
+    def __init__(self, database: Database, storage: DataStorage, config: UploadConfig,
+                 nbr_workers: int = 1, override: bool = False, progress: bool | None = None):
+        self.database = database
+        self.storage = storage
+        self.config = config
+        self.nbr_workers = max(1, int(nbr_workers))
+        self.override = override
+        self.progress = progress
+        self._filename_parser = get_filename_parser(config.filename_parser)
+        self._default_schema = load_meta_schema(config.meta_schema) if config.meta_schema else None
+
+    # ----------------------------------------------------------------- validation
+    def prepare(self, rows: list[UploadRow]) -> tuple[list[DatasetPlan], list[DatasetResult]]:
+        """Check every row before anything is written.
+
+        Returns
+        -------
+        plans : list of DatasetPlan
+            The datasets to upload.
+        refused : list of DatasetResult
+            Datasets refused without touching them (already registered, or
+            already in storage without ``override``).
+
+        Raises
+        ------
+        InputError
+            On the first bad row, file, frame or metadata; nothing has been written.
+        """
+        self.database.check_connection()
+        self.storage.check()
+        registered = self.database.existing_serials([r.dataset_id.serial for r in rows])
+        in_csv = {r.dataset_id.serial for r in rows}
+        parents_known = registered | self.database.existing_serials(
+            [r.parent_dataset_id.serial for r in rows if r.parent_dataset_id]
+        )
+        plans, refused = [], []
+        for row in rows:
+            serial = row.dataset_id.serial
+            if row.parent_dataset_id and row.parent_dataset_id.serial not in parents_known | in_csv:
+                raise InputError(
+                    f"dataset {serial}, CSV line {row.line}: parent_dataset_id "
+                    f"{row.parent_dataset_id} is neither in the database nor in the CSV"
+                )
+            if serial in registered:
+                refused.append(DatasetResult(serial, ok=False, error=(
+                    f"dataset {serial} is already in the database {self.database.describe()}; not touched"
+                )))
+                continue
+            plan = self._plan(row)
+            prefix = (keys.frames_dir if plan.upload_type == "frames" else keys.files_dir)(serial) + "/"
+            plan.existing = self.storage.list(prefix)
+            if plan.existing and not self.override:
+                refused.append(DatasetResult(serial, ok=False, error=(
+                    f"dataset {serial}: {self.storage.describe()} already holds {len(plan.existing)} object(s) "
+                    f"under {prefix} (an interrupted upload?); rerun with --override to resume it"
+                )))
+                continue
+            plans.append(plan)
+        return plans, refused
+
+    def _plan(self, row: UploadRow) -> DatasetPlan:
+        serial = row.dataset_id.serial
+        global_metadata: dict = {}
+        if self.config.upload_type == "file":
+            if not row.file_name.is_file():
+                raise InputError(f"dataset {serial}: {row.file_name}: upload_type 'file' needs a file, not a folder")
+            if row.positions is not None:
+                raise InputError(f"dataset {serial}: positions can only be chosen for ome_tiff frames")
+            plan = DatasetPlan(row, "file", {"file_origin": str(row.file_name)})
+        else:
+            splitter = make_splitter(self.config.frames_format, row.file_name, serial, row.positions)
+            global_metadata = splitter.global_metadata()
+            plan = DatasetPlan(row, "frames", global_metadata, splitter=splitter)
+            plan.nbr_frames = self._scan(plan, row)
+        if self._filename_parser is not None:
+            try:
+                plan.global_metadata.update(self._filename_parser(row.file_name.name))
+            except InputError as exc:
+                raise InputError(f"dataset {serial}: {row.file_name}: {exc}") from None
+        return plan
+
+    def _scan(self, plan: DatasetPlan, row: UploadRow) -> int:
+        """Read every frame's indices and metadata (no pixels): duplicates, schema, positions."""
+        check = load_meta_schema(row.meta_schema) if row.meta_schema else self._default_schema
+        seen: dict[tuple, str] = {}
+        positions_found = set()
+        for frame in plan.splitter.frames(read_pixels=False):
+            where = frame.where
+            if frame.indices in seen:
+                c, z, t, p = frame.indices
+                raise InputError(
+                    f"dataset {plan.serial}: {where}: duplicate frame channel {c}, slice {z}, time {t}, "
+                    f"position {p} (also {seen[frame.indices]})"
+                )
+            seen[frame.indices] = where
+            positions_found.add(frame.pos_idx)
+            if check is not None:
+                problem = check(frame.metadata)
+                if problem:
+                    raise InputError(f"dataset {plan.serial}: {where}: metadata fails meta_schema: {problem}")
+        if row.positions is not None:
+            missing = sorted(set(row.positions) - positions_found)
+            if missing:
+                raise InputError(f"dataset {plan.serial}: {row.file_name}: positions {missing} not found in the files")
+        if not seen:
+            raise InputError(f"dataset {plan.serial}: {row.file_name}: no frames found")
+        return len(seen)
+
+    # ----------------------------------------------------------------- upload
+    def upload(self, plans: list[DatasetPlan]) -> list[DatasetResult]:
+        """Upload the planned datasets one after another; a failure stops only its dataset."""
+        from tqdm import tqdm
+
+        results = []
+        for plan in tqdm(plans, desc="datasets", unit="dataset", disable=self._no_bar(len(plans) < 2)):
+            start = time.perf_counter()
+            try:
+                if plan.upload_type == "frames":
+                    result = self._upload_frames(plan)
+                else:
+                    result = self._upload_file(plan)
+            except ImagingDBError as exc:
+                result = DatasetResult(plan.serial, ok=False, error=str(exc))
+                logger.debug("dataset %s failed", plan.serial, exc_info=True)
+            result.seconds = time.perf_counter() - start
+            logger.debug(result.summary())
+            results.append(result)
+        return results
+
+    def _no_bar(self, extra: bool = False) -> bool | None:
+        if self.progress is False or extra:
+            return True
+        return None if self.progress is None else False
+
+    def _record(self, plan: DatasetPlan, frames: bool) -> DatasetRecord:
+        row = plan.row
+        return DatasetRecord(
+            serial=plan.serial,
+            date_time=row.dataset_id.date_time,
+            frames=frames,
+            description=row.description,
+            microscope=self.config.microscope,
+            parent_serial=row.parent_dataset_id.serial if row.parent_dataset_id else None,
+        )
+
+    def _already_stored(self, key: str, data: bytes, sha256: str, existing: dict[str, StoredObject]) -> bool:
+        stored = existing.get(key)
+        if stored is None or stored.size != len(data):
+            return False
+        if stored.md5 is not None:
+            return stored.md5 == hashlib.md5(data, usedforsecurity=False).hexdigest()
+        try:
+            return hashlib.sha256(self.storage.get(key)).hexdigest() == sha256
+        except ImagingDBError:
+            return False
+
+    def _store_frame(self, frame: Frame, prefix: str, existing: dict[str, StoredObject],
+                     written: list[str]) -> _StoredFrame:
+        pixels = frame.pixels
+        png = encode_png(pixels)
+        sha256 = hashlib.sha256(png).hexdigest()
+        file_name = keys.frame_file_name(*frame.indices)
+        key = f"{prefix}/{file_name}"
+        skipped = bool(existing) and self._already_stored(key, png, sha256, existing)
+        if not skipped:
+            self.storage.put(key, png)
+            written.append(key)
+        row = {
+            "channel_idx": frame.channel_idx,
+            "slice_idx": frame.slice_idx,
+            "time_idx": frame.time_idx,
+            "pos_idx": frame.pos_idx,
+            "channel_name": frame.channel_name,
+            "file_name": file_name,
+            "sha256": sha256,
+            "metadata_json": frame.metadata,
+        }
+        return _StoredFrame(row, pixels.nbytes, len(png), skipped)
+
+    def _upload_frames(self, plan: DatasetPlan) -> DatasetResult:
+        from tqdm import tqdm
+
+        prefix = keys.frames_dir(plan.serial)
+        result = DatasetResult(plan.serial, ok=False)
+        rows: list[dict] = []
+        written: list[str] = []
+        seen: set[tuple] = set()
+        first: Frame | None = None
+        shape = None
+        in_flight: collections.deque = collections.deque()
+        # Frames waiting for a worker hold their pixels: bound them so memory stays flat.
+        max_in_flight = 2 * self.nbr_workers
+
+        def collect(future: concurrent.futures.Future) -> None:
+            stored = future.result()
+            rows.append(stored.row)
+            result.raw_bytes += stored.raw_bytes
+            result.stored_bytes += stored.stored_bytes
+            result.skipped_frames += stored.skipped
+            bar.update(1)
+
+        pool = concurrent.futures.ThreadPoolExecutor(self.nbr_workers, thread_name_prefix="imaging_db-upload")
+        bar = tqdm(total=plan.nbr_frames, desc=plan.serial, unit="frame", leave=False, disable=self._no_bar())
+        try:
+            for frame in plan.splitter.frames(read_pixels=True):
+                if frame.indices in seen:
+                    raise InputError(f"dataset {plan.serial}: {frame.where}: duplicate frame indices {frame.indices}")
+                seen.add(frame.indices)
+                frame_shape = (frame.pixels.shape, frame.pixels.dtype)
+                if shape is None:
+                    shape, first = frame_shape, frame
+                elif frame_shape != shape:
+                    raise InputError(
+                        f"dataset {plan.serial}: {frame.where}: frame is {frame.pixels.dtype} {frame.pixels.shape} "
+                        f"but {first.where} is {first.pixels.dtype} {first.pixels.shape}; all frames must match"
+                    )
+                in_flight.append(pool.submit(self._store_frame, frame, prefix, plan.existing, written))
+                frame = None
+                while len(in_flight) >= max_in_flight:
+                    collect(in_flight.popleft())
+            while in_flight:
+                collect(in_flight.popleft())
+        except BaseException as exc:
+            for future in in_flight:
+                future.cancel()
+            pool.shutdown(wait=True)
+            bar.close()
+            if isinstance(exc, InputError):
+                # Bad data will not get better on a rerun: leave no orphan objects behind.
+                self._delete(written)
+            elif isinstance(exc, ImagingDBError):
+                raise type(exc)(f"{exc} (frames stored so far are kept: rerun with --override to resume)") from exc
+            raise
+        pool.shutdown(wait=True)
+        bar.close()
+
+        height, width = shape[0][:2]
+        frames_global = {
+            "storage_dir": prefix,
+            "nbr_frames": len(rows),
+            "im_width": int(width),
+            "im_height": int(height),
+            "im_colors": int(shape[0][2]) if len(shape[0]) == 3 else 1,
+            "bit_depth": str(shape[1]),
+            "nbr_slices": len({r["slice_idx"] for r in rows}),
+            "nbr_channels": len({r["channel_idx"] for r in rows}),
+            "nbr_timepoints": len({r["time_idx"] for r in rows}),
+            "nbr_positions": len({r["pos_idx"] for r in rows}),
+            "metadata_json": plan.global_metadata,
+        }
+        rows.sort(key=lambda r: (r["pos_idx"], r["time_idx"], r["channel_idx"], r["slice_idx"]))
+        self._register(plan, written, lambda: self.database.insert_frames_dataset(
+            self._record(plan, frames=True), frames_global, rows))
+        result.ok = True
+        result.nbr_frames = len(rows)
+        return result
+
+    def _register(self, plan: DatasetPlan, written: list[str], insert) -> None:
+        try:
+            insert()
+        except DatasetExistsError:
+            # Someone registered this id while we uploaded: their objects may be ours; keep them.
+            raise
+        except InputError:
+            self._delete(written)
+            raise
+        except ImagingDBError as exc:
+            raise type(exc)(f"{exc} (objects stay in storage: rerun with --override to resume)") from exc
+
+    def _delete(self, written: list[str]) -> None:
+        for key in written:
+            try:
+                self.storage.delete(key)
+            except ImagingDBError as exc:
+                logger.warning("could not remove %s after a failed upload: %s", key, exc)
+
+    def _upload_file(self, plan: DatasetPlan) -> DatasetResult:
+        path = plan.row.file_name
+        prefix = keys.files_dir(plan.serial)
+        key = f"{prefix}/{path.name}"
+        try:
+            sha256 = _sha256_file(path)
+            size = path.stat().st_size
+        except OSError as exc:
+            raise InputError(f"dataset {plan.serial}: {path}: cannot read ({exc.strerror})") from None
+        skipped = key in plan.existing and self._file_already_stored(key, path, size, sha256, plan.existing)
+        written = []
+        if not skipped:
+            self.storage.put_file(key, path)
+            written.append(key)
+        file_global = {
+            "storage_dir": prefix,
+            "file_name": path.name,
+            "metadata_json": plan.global_metadata,
+            "sha256": sha256,
+        }
+        self._register(plan, written, lambda: self.database.insert_file_dataset(
+            self._record(plan, frames=False), file_global))
+        return DatasetResult(plan.serial, ok=True, nbr_frames=0, raw_bytes=size, stored_bytes=size,
+                             skipped_frames=int(skipped))
+
+    def _file_already_stored(self, key: str, path: Path, size: int, sha256: str,
+                             existing: dict[str, StoredObject]) -> bool:
+        stored = existing[key]
+        if stored.size != size:
+            return False
+        if stored.md5 is not None:
+            with open(path, "rb") as handle:
+                return hashlib.file_digest(handle, "md5").hexdigest() == stored.md5
+        return False
+
+
+def upload_from_csv(csv_path: str | Path, login: str | Path | None = None, config: str | Path | None = None,
+                    storage: str | None = None, storage_access: str | None = None,
+                    nbr_workers: int | None = None, override: bool = False,
+                    progress: bool | None = None) -> list[DatasetResult]:
+    """Upload every dataset of an upload CSV: the library behind ``data_uploader``.
+
+    Parameters
+    ----------
+    csv_path : path
+        The upload CSV (``dataset_id``, ``file_name``, ...).
+    login : path, optional
+        Database login JSON; default the embedded SQLite database.
+    config : path
+        Upload config JSON.
+    storage, storage_access, nbr_workers : optional
+        Override the config's values.
+    override : bool
+        Resume interrupted uploads.
+    progress : bool or None
+        Progress bars (None: only on a terminal).
+
+    Returns
+    -------
+    list of DatasetResult
+        One per CSV row, in CSV order; refused datasets have ``ok=False``.
+
+    Raises
+    ------
+    InputError
+        If any input is invalid; nothing has been written then.
+    """
+    from imaging_db.database.connection import load_login
+    from imaging_db.defaults import DEFAULT_NBR_WORKERS
+    from imaging_db.filestorage import make_storage
+    from imaging_db.metadata.upload_config import load_upload_config
+    from imaging_db.metadata.upload_csv import read_upload_csv
+
+    upload_config = load_upload_config(config)
+    if storage:
+        upload_config.storage = storage
+    if storage_access:
+        upload_config.storage_access = storage_access
+    workers = nbr_workers or upload_config.nbr_workers or DEFAULT_NBR_WORKERS
+    if workers < 1:
+        raise InputError(f"nbr_workers must be at least 1, not {workers}")
+    rows = read_upload_csv(csv_path)
+    url = load_login(login)
+    data_storage = make_storage(upload_config.storage, upload_config.storage_access,
+                                s3_endpoint_url=upload_config.s3_endpoint_url, max_connections=2 * workers)
+    database = Database(url)
+    try:
+        uploader = Uploader(database, data_storage, upload_config, nbr_workers=workers,
+                            override=override, progress=progress)
+        plans, refused = uploader.prepare(rows)
+        if plans:
+            database.create_tables()
+        results = {r.dataset_serial: r for r in refused + uploader.upload(plans)}
+        return [results[row.dataset_id.serial] for row in rows]
+    finally:
+        database.dispose()
