@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from imaging_db.errors import InputError
 
 _ID_PATTERN = re.compile(
-    r"^(?P<project>[A-Za-z]+)-(?P<date>\d{4}-\d{2}-\d{2})-(?P<time>\d{2}-\d{2}-\d{2})-(?P<serial>\d{4})$"
+    r"^(?P<project>[A-Za-z]+)-(?P<date>\d{4}-\d{2}-\d{2})-(?P<time>\d{2}-\d{2}-\d{2})-(?P<serial>\d{4})$",
+    re.ASCII,  # \d would otherwise accept any Unicode digit, e.g. fullwidth "０"
 )
 
 

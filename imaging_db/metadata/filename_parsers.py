@@ -29,7 +29,9 @@ def parse_ml_name(file_name: str) -> dict:
     base = os.path.basename(os.path.normpath(file_name))
     stem = base.split(".")[0]
     parts = stem.split("_")
-    if len(parts) < 3 or not parts[1].isdigit() or not parts[0] or not parts[2]:
+    # isdigit() alone accepts '²', which int() rejects: require ASCII decimal digits.
+    stack_ok = len(parts) >= 2 and parts[1].isascii() and parts[1].isdecimal()
+    if len(parts) < 3 or not stack_ok or not parts[0] or not parts[2]:
         raise InputError(
             f"file name {base!r} does not match parse_ml_name: expected "
             "<plate_id>_<stack_nbr>_<protein_name>_..._PyProcessed.tif"

@@ -104,7 +104,8 @@ def parse_upload_config(data: dict, source: str = "<config>", base_dir: Path | N
         storage=data.get("storage") or "local",
         storage_access=data.get("storage_access") or None,
         s3_endpoint_url=data.get("s3_endpoint_url") or None,
-        nbr_workers=data.get("nbr_workers"),
+        # JSON Schema counts 2.0 as an integer; keep the field an int.
+        nbr_workers=None if data.get("nbr_workers") is None else int(data["nbr_workers"]),
     )
     if data.get("meta_schema"):
         config.meta_schema = resolve_input_path(data["meta_schema"], base_dir)
@@ -116,12 +117,12 @@ def parse_upload_config(data: dict, source: str = "<config>", base_dir: Path | N
 
 
 def load_upload_config(path: str | Path | None) -> UploadConfig:
-    """Read and validate a config file; with no path, return the defaults.
+    """Read and validate a config file.
 
     Raises
     ------
     InputError
-        If the file is missing, not JSON, or not a valid config.
+        If no path is given, or the file is missing, not JSON, or not a valid config.
     """
     if path is None:
         raise InputError("no config given: pass --config with upload_type and frames_format")

@@ -1,0 +1,30 @@
+# imaging_db: `make demo` runs the tool end to end on the embedded default; `make test` runs every test.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEMO_HOME := $(CURDIR)/demo_home
+DEMO_ID := ML-2018-11-07-09-35-54-0010
+
+.PHONY: install demo test clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	rm -rf demo_data demo_home demo_download
+	$(PY) examples/make_demo_data.py demo_data
+	IMAGING_DB_HOME=$(DEMO_HOME) $(VENV)/bin/data_uploader --csv files_for_upload.csv --config config.json
+	IMAGING_DB_HOME=$(DEMO_HOME) $(VENV)/bin/data_downloader --id $(DEMO_ID) --dest demo_download -c GFP -z 1 2 -t 0 -p 0 1
+	IMAGING_DB_HOME=$(DEMO_HOME) $(PY) examples/show_demo.py demo_download/$(DEMO_ID)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) demo_data demo_home demo_download *.egg-info .pytest_cache
