@@ -88,9 +88,24 @@ class TifIdSplitter(Splitter):
         meta["file_origin"] = str(self.path)
         return meta
 
+    def _map_contiguous(self, tif: tifffile.TiffFile, nbr_pages: int) -> np.ndarray:
+        """Map the pixel data of a hyperstack whose IFDs ImageJ wrote only for the first page (> 4 GB files)."""
+        first = tif.pages[0]
+        offset = tif.series[0].dataoffset if tif.series else None
+        if offset is None or first.compression != 1:
+            raise self.error(
+                f"has {len(tif.pages)} IFDs for {nbr_pages} images and its data is not contiguous and uncompressed"
+            )
+        dtype = np.dtype(first.dtype).newbyteorder(tif.byteorder)
+        try:
+            return np.memmap(self.path, dtype=dtype, mode="r", offset=offset, shape=(nbr_pages, *first.shape))
+        except (OSError, ValueError) as exc:
+            raise self.error(f"cannot map its contiguous ImageJ data ({exc})") from None
+
     def _page_pixels(self, tif: tifffile.TiffFile, page_nbr: int, contiguous: np.ndarray | None) -> np.ndarray:
         if contiguous is not None:
-            return np.array(contiguous[page_nbr])
+            page = contiguous[page_nbr]
+            return np.array(page, dtype=page.dtype.newbyteorder("="))
         return tif.pages[page_nbr].asarray()
 
     def frames(self, read_pixels: bool = True) -> Iterator[Frame]:
@@ -100,12 +115,7 @@ class TifIdSplitter(Splitter):
             names = self._channel_names(self._imagej(tif), counts["channels"])
             contiguous = None
             if read_pixels and len(tif.pages) < nbr_pages:
-                # ImageJ writes only the first IFD of large hyperstacks: map the contiguous data.
-                try:
-                    series = tif.series[0]
-                    contiguous = series.asarray(out="memmap").reshape((nbr_pages, *tif.pages[0].shape))
-                except (OSError, ValueError, tifffile.TiffFileError) as exc:
-                    raise self.error(f"cannot map its contiguous ImageJ data ({exc})") from None
+                contiguous = self._map_contiguous(tif, nbr_pages)
             nc, nz, npos = counts["channels"], counts["slices"], counts["positions"]
             for page_nbr in range(nbr_pages):
                 channel_idx = page_nbr % nc
