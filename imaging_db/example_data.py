@@ -152,7 +152,7 @@ def _ome_xml(plan, channel_names, nbr_slices, nbr_times, shape, dtype) -> str:
     pixel_type = "uint8" if np.dtype(dtype) == np.uint8 else "uint16"
     tiff_data = []
     for path, pages in plan:
-        for ifd, (c, z, t, p) in enumerate(pages):
+        for ifd, (c, z, t, _p) in enumerate(pages):
             tiff_data.append(
                 f'<TiffData FirstC="{c}" FirstZ="{z}" FirstT="{t}" IFD="{ifd}" PlaneCount="1">'
                 f'<UUID FileName="{path.name}">urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, path.name)}</UUID></TiffData>'

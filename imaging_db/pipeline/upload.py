@@ -18,7 +18,7 @@ from imaging_db.filestorage import DataStorage, StoredObject
 from imaging_db.images.png import encode_png
 from imaging_db.images.splitters import Frame, Splitter, make_splitter
 from imaging_db.metadata.filename_parsers import get_filename_parser
-from imaging_db.metadata.meta_schema import FrameValidator, load_meta_schema
+from imaging_db.metadata.meta_schema import load_meta_schema
 from imaging_db.metadata.upload_config import UploadConfig
 from imaging_db.metadata.upload_csv import UploadRow
 from imaging_db.pipeline import keys

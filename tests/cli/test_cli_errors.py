@@ -130,7 +130,7 @@ def test_meta_schema_violation(tmp_path, local, capsys):
 
 def test_example_files_and_schema(tmp_path, local, capsys):
     """The shipped config.json and metadata_schema.json accept real Micro-Manager 1.4 and 2.0 data."""
-    for version, serial in (("1.4", ID), ("2.0", ID2)):
+    for version in ("1.4", "2.0"):
         write_mm_ometiff(tmp_path / version, ["GFP"], 2, 1, 1, shape=SHAPE, mm_version=version)
     shipped = json.loads((REPO / "config.json").read_text())
     shipped.update(storage_access=str(local["storage"]), meta_schema=str(REPO / "metadata_schema.json"))
