@@ -242,9 +242,10 @@ class Database:
         time_ids: Sequence[int] | None = None,
         pos_ids: Sequence[int] | None = None,
     ) -> list[dict]:
-        """Return the frames rows of a dataset that match every given filter, in c/z/t/p order.
+        """Return the frames rows of a dataset that match every given filter.
 
-        A filter left as None does not restrict.
+        A filter left as None does not restrict. Rows are ordered by position,
+        then time, channel and slice (slice varies fastest).
         """
         c = _frames.c
         query = sa.select(*(getattr(c, name) for name in FRAME_COLUMNS)).where(

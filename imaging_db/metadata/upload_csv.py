@@ -88,8 +88,13 @@ def read_upload_csv(path: str | Path) -> list[UploadRow]:
     rows: list[UploadRow] = []
     seen: dict[str, int] = {}
     for line, raw in records:
-        raw = {(k or "").strip(): v for k, v in raw.items()}
         where = f"CSV {path.name} line {line}"
+        if raw.get(None):  # csv.DictReader puts fields beyond the header under the key None
+            raise InputError(
+                f"{where}: {len(header) + len(raw[None])} fields but the header has {len(header)}; "
+                "quote values that contain commas"
+            )
+        raw = {(k or "").strip(): v for k, v in raw.items()}
         dataset_text = _optional(raw.get("dataset_id"))
         if dataset_text is None:
             raise InputError(f"{where}: dataset_id is empty")
