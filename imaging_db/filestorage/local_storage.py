@@ -1,5 +1,6 @@
 """A DataStorage in a local folder, e.g. a laptop directory or a mounted lab NAS."""
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -40,6 +41,13 @@ class LocalStorage(DataStorage):
     def _temp_path(self, path: Path) -> Path:
         return path.with_name(f".{path.name}.{uuid.uuid4().hex}{_PARTIAL}")
 
+    @staticmethod
+    def _discard(temp: Path) -> None:
+        # Cleanup after a failed write: the write's own error is the one to report,
+        # e.g. when the parent is not a folder, unlinking the temp fails too.
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)
+
     def _write_atomically(self, key: str, write) -> None:
         path = self._path(key)
         temp = self._temp_path(path)
@@ -48,10 +56,10 @@ class LocalStorage(DataStorage):
             write(temp)
             os.replace(temp, path)
         except OSError as exc:
-            temp.unlink(missing_ok=True)
+            self._discard(temp)
             raise StorageError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
         except BaseException:
-            temp.unlink(missing_ok=True)
+            self._discard(temp)
             raise
 
     def put(self, key: str, data: bytes) -> None:
@@ -73,11 +81,9 @@ class LocalStorage(DataStorage):
         source = self._path(key)
         try:
             shutil.copyfile(source, path)
-        except FileNotFoundError:
+        except OSError as exc:
             if not source.exists():
                 raise NotFoundError(f"object {key!r} is missing from {self.describe()}") from None
-            raise
-        except OSError as exc:
             raise StorageError(f"cannot copy {str(source)!r} to {str(path)!r}: {exc.strerror or exc}") from None
 
     def list(self, prefix: str) -> dict[str, StoredObject]:

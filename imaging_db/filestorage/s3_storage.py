@@ -99,6 +99,8 @@ class S3Storage(DataStorage):
             self.client.download_file(self.bucket, check_key(key), str(path), Config=self._transfer)
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise self._error("reading", key, exc) from None
+        except OSError as exc:
+            raise StorageError(f"cannot write s3://{self.bucket}/{key} into {str(path)!r}: {exc.strerror or exc}") from None
 
     def list(self, prefix: str) -> dict[str, StoredObject]:
         found: dict[str, StoredObject] = {}

@@ -45,7 +45,10 @@ def decode_png(data: bytes, what: str = "PNG") -> np.ndarray:
     IntegrityError
         If the bytes are not a decodable PNG.
     """
-    pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    try:
+        pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:  # OpenCV asserts instead of returning None on an empty buffer
+        pixels = None
     if pixels is None:
         raise IntegrityError(f"{what} is not a readable PNG")
     if pixels.ndim == 3 and pixels.shape[2] == 3:

@@ -83,6 +83,9 @@ class Splitter(abc.ABC):
         32-bit float frames holding whole numbers within 0..65535 become uint16.
         """
         where = f"page {page}"
+        if not pixels.dtype.isnative:
+            # Data memory-mapped from a big-endian file (ImageJ's default) keeps the file's byte order.
+            pixels = pixels.astype(pixels.dtype.newbyteorder("="))
         if pixels.ndim == 3 and pixels.shape[2] == 1:
             pixels = pixels[:, :, 0]
         if not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] == 3)):
@@ -94,10 +97,13 @@ class Splitter(abc.ABC):
                 and pixels.max() <= 65535
                 and np.array_equal(pixels, np.floor(pixels))
             ):
-                low, high = (float(np.nanmin(pixels)), float(np.nanmax(pixels))) if pixels.size else (0, 0)
+                finite = pixels[np.isfinite(pixels)]
+                found = f"min {float(finite.min()):g}, max {float(finite.max()):g}" if finite.size else "no finite value"
+                if finite.size != pixels.size:
+                    found += f", {pixels.size - finite.size} NaN or infinite"
                 raise self.error(
                     f"{where}: {pixels.dtype} pixels are not whole numbers within 0..65535 "
-                    f"(min {low:g}, max {high:g}); convert the stack to 16 bit first",
+                    f"({found}); convert the stack to 16 bit first",
                     source,
                 )
             return pixels.astype(np.uint16)
@@ -122,6 +128,24 @@ def parse_json_tag(value, what: str) -> dict | None:
         if isinstance(parsed, dict):
             return parsed
     raise ValueError(f"{what} does not hold a JSON object")
+
+
+def read_micromanager_tag(page) -> dict | None:
+    """Return a TIFF page's MicroManagerMetadata (tag 51123) as a dict, or None if it has none.
+
+    Raises
+    ------
+    ValueError
+        If the tag is there but does not hold a JSON object.
+    """
+    tag = page.tags.get(51123)
+    if tag is None:
+        return None
+    meta = parse_json_tag(tag.value, "MicroManagerMetadata tag (51123)")
+    if meta is None:
+        # tifffile decodes the tag's JSON itself and gives None when it is corrupt.
+        raise ValueError("MicroManagerMetadata tag (51123) is not valid JSON")
+    return meta
 
 
 def micromanager_indices(meta: dict) -> tuple[int, int, int, int]:

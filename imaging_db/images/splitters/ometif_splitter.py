@@ -6,11 +6,15 @@ from typing import Iterator
 
 import tifffile
 
-from imaging_db.images.splitters.base import Frame, Splitter, micromanager_indices, parse_json_tag
+from imaging_db.images.splitters.base import (
+    Frame,
+    Splitter,
+    micromanager_indices,
+    parse_json_tag,
+    read_micromanager_tag,
+)
 
 logger = logging.getLogger(__name__)
-
-MM_TAG = 51123  # MicroManagerMetadata
 
 
 def _summary_from_ijmetadata(tif: tifffile.TiffFile) -> dict | str | None:
@@ -80,7 +84,7 @@ class OmeTiffSplitter(Splitter):
             tif.pages.cache = False
             for page_nbr, page in enumerate(tif.pages):
                 try:
-                    meta = parse_json_tag(page.tags.valueof(MM_TAG), "MicroManagerMetadata")
+                    meta = read_micromanager_tag(page)
                     if meta is None:
                         raise ValueError("has no MicroManagerMetadata tag (51123)")
                     channel_idx, slice_idx, time_idx, pos_idx = micromanager_indices(meta)

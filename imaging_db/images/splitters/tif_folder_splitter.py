@@ -7,10 +7,9 @@ from typing import Iterator
 import tifffile
 
 from imaging_db.errors import InputError
-from imaging_db.images.splitters.base import Frame, Splitter, micromanager_indices, parse_json_tag
+from imaging_db.images.splitters.base import Frame, Splitter, micromanager_indices, read_micromanager_tag
 from imaging_db.metadata.filename_parsers import parse_sms_name
 
-MM_TAG = 51123
 SUMMARY_FILE = "metadata.txt"
 
 
@@ -73,7 +72,7 @@ class TifFolderSplitter(Splitter):
                     raise self.error(f"holds {len(tif.pages)} pages; tif_folder expects single-frame TIFFs", file)
                 page = tif.pages[0]
                 try:
-                    meta = parse_json_tag(page.tags.valueof(MM_TAG), "MicroManagerMetadata")
+                    meta = read_micromanager_tag(page)
                     if meta is not None:
                         channel_idx, slice_idx, time_idx, pos_idx = micromanager_indices(meta)
                         channel_name = str(meta.get("Channel", channel_idx))

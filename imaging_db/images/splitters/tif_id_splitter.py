@@ -114,7 +114,8 @@ class TifIdSplitter(Splitter):
             counts, nbr_pages = self._layout(tif)
             names = self._channel_names(self._imagej(tif), counts["channels"])
             contiguous = None
-            if read_pixels and len(tif.pages) < nbr_pages:
+            if len(tif.pages) < nbr_pages:
+                # Also when only scanning: a file shorter than its header promises must fail before upload.
                 contiguous = self._map_contiguous(tif, nbr_pages)
             nc, nz, npos = counts["channels"], counts["slices"], counts["positions"]
             for page_nbr in range(nbr_pages):

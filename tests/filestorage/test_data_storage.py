@@ -1,0 +1,199 @@
+"""Conformance tests every DataStorage backend must pass, run on local and S3 (moto over HTTP).
+
+Backend-specific behaviour lives in test_local_storage.py and test_s3_storage.py.
+"""
+
+import hashlib
+import os
+
+import pytest
+
+from imaging_db.errors import InputError, NotFoundError, StorageError
+from imaging_db.filestorage import DataStorage, make_storage
+from imaging_db.filestorage.data_storage import check_key
+
+INVALID_KEYS = ["../x", "/abs", "a//b", "a/../b", "a/./b", "a/", "", "a\\b"]
+
+BIG_FILE_SIZE = 3 * 1024 * 1024 + 17  # multi-MB, not a multiple of any buffer size
+
+
+def _payload(size: int, seed: int = 0) -> bytes:
+    """Incompressible, reproducible bytes."""
+    return hashlib.shake_256(f"payload-{seed}".encode()).digest(size)
+
+
+class TestDataStorageConformance:
+    """What every backend promises: bytes in, the same bytes out, by key."""
+
+    def test_is_a_data_storage(self, storage):
+        assert isinstance(storage, DataStorage)
+        assert storage.describe()
+
+    def test_check_passes_on_a_fresh_storage(self, storage):
+        storage.check()
+
+    def test_put_get_round_trip(self, storage):
+        data = _payload(1000)
+        storage.put("raw_frames/ML-2018-11-07-09-35-54-0010/im_c000_z000_t000_p000.png", data)
+        assert storage.get("raw_frames/ML-2018-11-07-09-35-54-0010/im_c000_z000_t000_p000.png") == data
+
+    def test_put_get_empty_object(self, storage):
+        storage.put("raw_files/empty.txt", b"")
+        assert storage.get("raw_files/empty.txt") == b""
+        listed = storage.list("raw_files/")
+        assert set(listed) == {"raw_files/empty.txt"}
+        assert listed["raw_files/empty.txt"].size == 0
+
+    def test_put_overwrites(self, storage):
+        storage.put("a/key", b"first version, longer than the second")
+        storage.put("a/key", b"second")
+        assert storage.get("a/key") == b"second"
+        assert storage.list("a/")["a/key"].size == len(b"second")
+
+    def test_put_file_get_file_multi_mb_bit_exact(self, storage, tmp_path):
+        data = _payload(BIG_FILE_SIZE)
+        source = tmp_path / "source.tif"
+        source.write_bytes(data)
+        storage.put_file("raw_files/ML-2018-11-07-09-35-54-0010/source.tif", source)
+
+        dest = tmp_path / "dest.tif"
+        storage.get_file("raw_files/ML-2018-11-07-09-35-54-0010/source.tif", dest)
+        assert dest.stat().st_size == BIG_FILE_SIZE
+        assert hashlib.sha256(dest.read_bytes()).digest() == hashlib.sha256(data).digest()
+        assert storage.get("raw_files/ML-2018-11-07-09-35-54-0010/source.tif") == data
+
+    def test_list_returns_keys_and_sizes_under_prefix(self, storage):
+        objects = {
+            "raw_frames/DS-1/im_c000_z000_t000_p000.png": _payload(10, 1),
+            "raw_frames/DS-1/im_c001_z000_t000_p000.png": _payload(2000, 2),
+            "raw_frames/DS-1/sub/deeper.png": _payload(33, 3),
+            "raw_frames/DS-10/im_c000_z000_t000_p000.png": _payload(5, 4),
+            "raw_files/DS-1/file.tif": _payload(7, 5),
+        }
+        for key, data in objects.items():
+            storage.put(key, data)
+
+        listed = storage.list("raw_frames/DS-1/")
+        assert {k: v.size for k, v in listed.items()} == {
+            k: len(v) for k, v in objects.items() if k.startswith("raw_frames/DS-1/")
+        }
+        # A prefix is a string prefix, not a folder: DS-1 also matches DS-10.
+        assert set(storage.list("raw_frames/DS-1")) == {k for k in objects if k.startswith("raw_frames/DS-1")}
+        assert set(storage.list("")) == set(objects)
+        for key, obj in listed.items():
+            # md5 is optional, but when a backend gives one it must be right.
+            assert obj.md5 is None or obj.md5 == hashlib.md5(objects[key]).hexdigest()
+
+    def test_list_of_missing_prefix_is_empty(self, storage):
+        assert storage.list("raw_frames/nothing-here/") == {}
+        storage.put("raw_frames/DS-1/a.png", b"x")
+        assert storage.list("raw_frames/nothing-here/") == {}
+        assert storage.list("raw_frames/DS-2") == {}
+
+    def test_exists(self, storage):
+        assert not storage.exists("raw_frames/DS-1/a.png")
+        storage.put("raw_frames/DS-1/a.png", b"x")
+        assert storage.exists("raw_frames/DS-1/a.png")
+        # A "folder" or a key prefix is not an object.
+        assert not storage.exists("raw_frames/DS-1")
+        assert not storage.exists("raw_frames/DS-1/a.pn")
+
+    def test_delete(self, storage):
+        storage.put("raw_frames/DS-1/a.png", b"x")
+        storage.put("raw_frames/DS-1/b.png", b"y")
+        storage.delete("raw_frames/DS-1/a.png")
+        assert not storage.exists("raw_frames/DS-1/a.png")
+        assert set(storage.list("raw_frames/")) == {"raw_frames/DS-1/b.png"}
+        with pytest.raises(NotFoundError):
+            storage.get("raw_frames/DS-1/a.png")
+
+    def test_delete_missing_key_is_fine(self, storage):
+        storage.delete("raw_frames/DS-1/never-stored.png")
+        storage.put("raw_frames/DS-1/a.png", b"x")
+        storage.delete("raw_frames/DS-1/a.png")
+        storage.delete("raw_frames/DS-1/a.png")
+        assert storage.list("raw_frames/") == {}
+
+    def test_get_missing_key_raises_not_found_naming_the_key(self, storage):
+        with pytest.raises(NotFoundError, match="raw_frames/DS-1/missing.png"):
+            storage.get("raw_frames/DS-1/missing.png")
+        storage.put("raw_frames/DS-1/other.png", b"x")
+        with pytest.raises(NotFoundError, match="raw_frames/DS-1/missing.png"):
+            storage.get("raw_frames/DS-1/missing.png")
+
+    def test_get_file_missing_key_raises_not_found(self, storage, tmp_path):
+        dest = tmp_path / "dest.png"
+        with pytest.raises(NotFoundError, match="raw_files/DS-1/missing.tif"):
+            storage.get_file("raw_files/DS-1/missing.tif", dest)
+        assert not dest.exists()
+
+    def test_get_file_into_a_missing_folder_is_a_storage_error(self, storage, tmp_path):
+        storage.put("raw_files/DS-1/f.tif", b"data")
+        with pytest.raises(StorageError, match="raw_files/DS-1/f.tif"):
+            storage.get_file("raw_files/DS-1/f.tif", tmp_path / "no" / "such" / "folder" / "f.tif")
+
+    def test_not_found_is_also_a_lookup_error(self, storage):
+        with pytest.raises(LookupError):
+            storage.get("nope")
+
+    @pytest.mark.parametrize("key", INVALID_KEYS)
+    def test_invalid_keys_are_rejected(self, storage, key, tmp_path):
+        source = tmp_path / "f"
+        source.write_bytes(b"x")
+        with pytest.raises(InputError, match="invalid storage key"):
+            storage.put(key, b"x")
+        with pytest.raises(InputError, match="invalid storage key"):
+            storage.put_file(key, source)
+        with pytest.raises(InputError, match="invalid storage key"):
+            storage.get(key)
+        with pytest.raises(InputError, match="invalid storage key"):
+            storage.get_file(key, tmp_path / "g")
+        with pytest.raises(InputError, match="invalid storage key"):
+            storage.exists(key)
+        with pytest.raises(InputError, match="invalid storage key"):
+            storage.delete(key)
+        assert storage.list("") == {}
+
+    def test_climbing_key_writes_nothing_outside(self, storage, tmp_path):
+        before = sorted(os.listdir(tmp_path))
+        with pytest.raises(InputError):
+            storage.put("../escaped.png", b"x")
+        assert sorted(os.listdir(tmp_path)) == before
+
+
+class TestCheckKey:
+    @pytest.mark.parametrize("key", ["a", "raw_frames/DS-1/im_c000_z000_t000_p000.png", "a.b/c..d/.e"])
+    def test_valid_keys_pass(self, key):
+        assert check_key(key) == key
+
+    @pytest.mark.parametrize("key", INVALID_KEYS)
+    def test_invalid_keys_raise(self, key):
+        with pytest.raises(InputError, match="invalid storage key"):
+            check_key(key)
+
+
+class TestMakeStorage:
+    def test_unknown_kind(self):
+        with pytest.raises(InputError, match="unknown storage 'ftp'; use 'local' or 's3'"):
+            make_storage("ftp", "somewhere")
+
+    @pytest.mark.parametrize("bucket", [None, ""])
+    def test_s3_without_bucket(self, bucket):
+        with pytest.raises(InputError, match="storage s3 needs a bucket name"):
+            make_storage("s3", bucket)
+
+    def test_local_default_root_is_under_imaging_db_home(self, imaging_home):
+        storage = make_storage("local")
+        storage.put("a/b", b"x")
+        assert (imaging_home / "storage" / "a" / "b").read_bytes() == b"x"
+
+    def test_local_explicit_root(self, tmp_path):
+        storage = make_storage("local", str(tmp_path / "nas"))
+        storage.put("a/b", b"x")
+        assert (tmp_path / "nas" / "a" / "b").read_bytes() == b"x"
+        assert storage.describe() == f"local:{tmp_path / 'nas'}"
+
+    @pytest.mark.s3
+    def test_s3_describe_names_bucket_and_endpoint(self, moto_endpoint, s3_bucket):
+        storage = make_storage("s3", s3_bucket, s3_endpoint_url=moto_endpoint)
+        assert storage.describe() == f"s3://{s3_bucket} at {moto_endpoint}"

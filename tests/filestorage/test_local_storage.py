@@ -1,0 +1,155 @@
+"""What is special about LocalStorage: atomic writes through ``.partial`` files, and check()."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from imaging_db.errors import StorageError
+from imaging_db.filestorage import local_storage
+from imaging_db.filestorage.local_storage import LocalStorage
+
+
+def _all_files(root: Path) -> list[str]:
+    return sorted(str(Path(d, f).relative_to(root)) for d, _, files in os.walk(root) for f in files)
+
+
+@pytest.fixture
+def local(tmp_path) -> LocalStorage:
+    return LocalStorage(tmp_path / "storage")
+
+
+class TestLocalWrites:
+    def test_objects_are_plain_files_under_root(self, local):
+        local.put("raw_frames/DS-1/im_c000_z000_t000_p000.png", b"png")
+        assert (local.root / "raw_frames" / "DS-1" / "im_c000_z000_t000_p000.png").read_bytes() == b"png"
+
+    def test_writes_leave_no_partial_files(self, local, tmp_path):
+        source = tmp_path / "big.bin"
+        source.write_bytes(os.urandom(1 << 20))
+        for i in range(5):
+            local.put(f"raw_frames/DS-1/im_{i}.png", bytes([i]) * 100)
+        local.put("raw_frames/DS-1/im_0.png", b"overwritten")
+        local.put_file("raw_files/DS-1/big.bin", source)
+        files = _all_files(local.root)
+        assert files == sorted(
+            [f"raw_frames/DS-1/im_{i}.png" for i in range(5)] + ["raw_files/DS-1/big.bin"]
+        )
+        assert not any(name.endswith(".partial") for name in files)
+
+    def test_partial_files_are_not_listed(self, local):
+        local.put("raw_frames/DS-1/a.png", b"x")
+        # As left by a writer that is still running (or was killed).
+        (local.root / "raw_frames" / "DS-1" / ".b.png.1234.partial").write_bytes(b"half")
+        assert set(local.list("raw_frames/")) == {"raw_frames/DS-1/a.png"}
+
+    def test_failed_put_leaves_neither_target_nor_temp(self, local, monkeypatch):
+        def write_half_then_fail(self, data):
+            with open(self, "wb") as handle:
+                handle.write(data[: len(data) // 2])
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(Path, "write_bytes", write_half_then_fail)
+        with pytest.raises(StorageError, match="cannot write .*im.png.*No space left on device"):
+            local.put("raw_frames/DS-1/im.png", b"0123456789" * 100)
+        monkeypatch.undo()
+        assert _all_files(local.root) == []
+
+    def test_failed_overwrite_keeps_the_old_object(self, local, monkeypatch):
+        local.put("raw_frames/DS-1/im.png", b"old content")
+
+        def write_half_then_fail(self, data):
+            with open(self, "wb") as handle:
+                handle.write(data[:3])
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr(Path, "write_bytes", write_half_then_fail)
+        with pytest.raises(StorageError, match="Input/output error"):
+            local.put("raw_frames/DS-1/im.png", b"new content")
+        monkeypatch.undo()
+        assert local.get("raw_frames/DS-1/im.png") == b"old content"
+        assert _all_files(local.root) == ["raw_frames/DS-1/im.png"]
+
+    def test_failed_put_file_leaves_neither_target_nor_temp(self, local, tmp_path, monkeypatch):
+        source = tmp_path / "big.bin"
+        source.write_bytes(os.urandom(1 << 20))
+
+        def copy_half_then_fail(src, dst):
+            with open(src, "rb") as fin, open(dst, "wb") as fout:
+                fout.write(fin.read(1 << 19))
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(local_storage.shutil, "copyfile", copy_half_then_fail)
+        with pytest.raises(StorageError, match="big.bin"):
+            local.put_file("raw_files/DS-1/big.bin", source)
+        monkeypatch.setattr(local_storage.shutil, "copyfile", shutil.copyfile)
+        assert _all_files(local.root) == []
+
+    def test_interrupted_write_removes_temp_and_propagates(self, local, monkeypatch):
+        def interrupted(self, data):
+            with open(self, "wb") as handle:
+                handle.write(data[:1])
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(Path, "write_bytes", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            local.put("raw_frames/DS-1/im.png", b"abc")
+        monkeypatch.undo()
+        assert _all_files(local.root) == []
+
+    def test_put_where_a_file_blocks_the_folder_raises_storage_error(self, local):
+        local.put("raw_frames/DS-1", b"a file, not a folder")
+        with pytest.raises(StorageError, match="cannot write"):
+            local.put("raw_frames/DS-1/im.png", b"x")
+
+
+class TestLocalCheck:
+    def test_check_creates_the_root(self, tmp_path):
+        root = tmp_path / "not" / "yet" / "there"
+        storage = LocalStorage(root)
+        storage.check()
+        assert root.is_dir()
+
+    def test_check_on_existing_root(self, tmp_path):
+        LocalStorage(tmp_path).check()
+
+    def test_check_fails_clearly_when_root_cannot_be_created(self, tmp_path):
+        blocker = tmp_path / "a_file"
+        blocker.write_text("not a folder")
+        # mkdir under a regular file fails even for root, unlike permission bits.
+        storage = LocalStorage(blocker / "storage")
+        with pytest.raises(StorageError, match=r"cannot create storage folder .*a_file/storage.*Not a directory"):
+            storage.check()
+
+    def test_check_fails_when_root_is_a_file(self, tmp_path):
+        blocker = tmp_path / "a_file"
+        blocker.write_text("not a folder")
+        with pytest.raises(StorageError, match="cannot create storage folder .*a_file"):
+            LocalStorage(blocker).check()
+
+    def test_check_fails_when_root_is_not_writable(self, tmp_path, monkeypatch):
+        root = tmp_path / "storage"
+        root.mkdir()
+        # Tests run as root, which ignores permission bits: simulate a read-only mount.
+        monkeypatch.setattr(local_storage.os, "access", lambda path, mode: False)
+        with pytest.raises(StorageError, match="storage folder .*storage.* is not writable"):
+            LocalStorage(root).check()
+
+
+class TestLocalReads:
+    def test_root_is_absolute(self, tmp_path, monkeypatch):
+        monkeypatch.chdir(tmp_path)
+        storage = LocalStorage("relative/store")
+        assert storage.root == tmp_path / "relative" / "store"
+        storage.put("k", b"v")
+        monkeypatch.chdir("/")
+        assert storage.get("k") == b"v"
+
+    def test_list_on_missing_root_is_empty(self, tmp_path):
+        assert LocalStorage(tmp_path / "missing").list("") == {}
+
+    def test_get_of_a_folder_raises_storage_error(self, local):
+        local.put("raw_frames/DS-1/a.png", b"x")
+        with pytest.raises(StorageError, match="cannot read"):
+            local.get("raw_frames/DS-1")
