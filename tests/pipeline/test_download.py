@@ -1,0 +1,80 @@
+"""The download pipeline as a library: selections, the folder written, and what happens on failure."""
+
+import datetime
+import hashlib
+
+import pytest
+
+from imaging_db.database.db_ops import DatasetRecord
+from imaging_db.errors import StorageError
+from imaging_db.pipeline.download import Downloader, FrameSelection, global_metadata
+
+ID = "ML-2018-11-07-09-35-54-0010"
+
+
+@pytest.mark.parametrize("channels, expected", [
+    (None, (None, None)),
+    (["0", "2"], ([0, 2], None)),
+    ([1], ([1], None)),
+    (["GFP", "1"], (None, ["GFP", "1"])),
+    ([" Cy5 "], (None, ["Cy5"])),
+])
+def test_channels_are_indices_only_when_all_are_integers(channels, expected):
+    assert FrameSelection(channels=channels).channel_filter() == expected
+
+
+def test_selection_description():
+    assert FrameSelection().describe() == "no filter"
+    assert FrameSelection(channels=["GFP"], slices=[1, 2]).describe() == "channels ['GFP'], slices [1, 2]"
+
+
+def test_global_metadata_flattens_rows():
+    info = {
+        "data_set": {"id": 4, "dataset_serial": ID, "description": "d", "microscope": "m", "frames": 1,
+                     "date_time": datetime.datetime(2018, 11, 7, 9, 35, 54), "parent_id": 3,
+                     "parent_dataset_id": "ML-2018-11-07-09-35-54-0009"},
+        "frames_global": {"id": 9, "data_set_id": 4, "nbr_frames": 2, "metadata_json": {"a": 1}},
+        "file_global": None,
+    }
+    assert global_metadata(info) == {
+        "dataset_serial": ID, "description": "d", "microscope": "m", "frames": True,
+        "date_time": datetime.datetime(2018, 11, 7, 9, 35, 54),
+        "parent_dataset_id": "ML-2018-11-07-09-35-54-0009", "nbr_frames": 2, "metadata_json": {"a": 1},
+    }
+
+
+def test_failed_fetch_leaves_no_folder(tmp_path, database, storage):
+    """A frame missing from storage stops the download; neither <dest>/<id> nor a temporary folder remains."""
+    rows = []
+    for z in range(6):
+        key = f"im_c000_z{z:03d}_t000_p000.png"
+        data = b"png-%d" % z
+        rows.append({"channel_idx": 0, "slice_idx": z, "time_idx": 0, "pos_idx": 0, "channel_name": "GFP",
+                     "file_name": key, "sha256": hashlib.sha256(data).hexdigest(), "metadata_json": {}})
+        if z != 4:
+            storage.put(f"raw_frames/{ID}/{key}", data)
+    database.insert_frames_dataset(
+        DatasetRecord(ID, datetime.datetime(2018, 11, 7, 9, 35, 54), frames=True),
+        {"storage_dir": f"raw_frames/{ID}", "nbr_frames": 6, "im_width": 1, "im_height": 1, "im_colors": 1,
+         "bit_depth": "uint8", "nbr_slices": 6, "nbr_channels": 1, "nbr_timepoints": 1, "nbr_positions": 1,
+         "metadata_json": {}},
+        rows,
+    )
+    downloader = Downloader(database, storage, nbr_workers=2, progress=False)
+    with pytest.raises(LookupError, match="im_c000_z004_t000_p000.png"):
+        downloader.download(ID, tmp_path / "dl")
+    assert list((tmp_path / "dl").iterdir()) == []
+    result = downloader.download(ID, tmp_path / "dl2", FrameSelection(slices=[0, 5]))
+    assert result.nbr_frames == 2 and sorted(result.files)[-2:] == [
+        "im_c000_z000_t000_p000.png", "im_c000_z005_t000_p000.png"]
+    assert (tmp_path / "dl2" / ID / "im_c000_z005_t000_p000.png").read_bytes() == b"png-5"
+
+
+def test_unwritable_destination(tmp_path, database, storage):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    database.insert_file_dataset(
+        DatasetRecord(ID, datetime.datetime(2018, 11, 7, 9, 35, 54), frames=False),
+        {"storage_dir": f"raw_files/{ID}", "file_name": "a.txt", "metadata_json": {}, "sha256": "0" * 64})
+    with pytest.raises(StorageError, match=rf"dataset {ID}: cannot create a folder in .*file"):
+        Downloader(database, storage, progress=False).download(ID, blocker / "sub")

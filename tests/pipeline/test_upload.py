@@ -1,0 +1,155 @@
+"""The upload pipeline as a library: results, precedence of settings, failures at commit, request counts."""
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from imaging_db.errors import DatabaseError, InputError
+from imaging_db.example_data import frame_pixels, write_mm_ometiff, write_tif_folder
+from imaging_db.pipeline.upload import DatasetResult, upload_from_csv
+from tests.cli.test_end_to_end import ID, ID2, SHAPE, check_downloaded, query, write_csv
+
+ID3 = "ML-2018-11-07-09-35-54-0012"
+
+
+@pytest.fixture
+def setup(tmp_path, db_url, login_file, storage_spec):
+    def make(config_extra=None, **csv_rows):
+        config = {"upload_type": "frames", "frames_format": "ome_tiff", **storage_spec, **(config_extra or {})}
+        config = {k: v for k, v in config.items() if v is not None}
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps(config))
+        return path
+    return make
+
+
+def test_results_in_csv_order_with_refusals(tmp_path, setup, login_file, db_url):
+    write_mm_ometiff(tmp_path / "acq", ["GFP"], 2, 1, 1, shape=SHAPE)
+    config = setup()
+    assert upload_from_csv(write_csv(tmp_path, [{"dataset_id": ID2, "file_name": str(tmp_path / "acq")}]),
+                           login_file, config, progress=False)[0].ok
+    rows = [{"dataset_id": d, "file_name": str(tmp_path / "acq")} for d in (ID3, ID2, ID)]
+    results = upload_from_csv(write_csv(tmp_path, rows, "all.csv"), login_file, config, progress=False)
+    assert [r.dataset_serial for r in results] == [ID3, ID2, ID]
+    assert [r.ok for r in results] == [True, False, True]
+    assert results[1].error.startswith(f"dataset {ID2} is already in the database")
+    assert results[0].nbr_frames == 2 and results[0].raw_bytes == 2 * SHAPE[0] * SHAPE[1] * 2
+    assert 0 < results[0].stored_bytes and results[0].seconds > 0
+
+
+def test_commit_failure_keeps_frames_for_override(tmp_path, setup, login_file, db_url, monkeypatch):
+    write_mm_ometiff(tmp_path / "acq", ["GFP"], 3, 1, 1, shape=SHAPE)
+    config = setup()
+    csv_path = write_csv(tmp_path, [{"dataset_id": ID, "file_name": str(tmp_path / "acq")}])
+    from imaging_db.database.db_ops import Database
+
+    real_insert = Database.insert_frames_dataset
+
+    def lost_connection(self, *args):
+        raise DatabaseError("database x: server closed the connection unexpectedly")
+
+    monkeypatch.setattr(Database, "insert_frames_dataset", lost_connection)
+    (result,) = upload_from_csv(csv_path, login_file, config, progress=False)
+    assert not result.ok and "server closed the connection" in result.error and "--override" in result.error
+    monkeypatch.setattr(Database, "insert_frames_dataset", real_insert)
+    (result,) = upload_from_csv(csv_path, login_file, config, override=True, progress=False)
+    assert result.ok and result.skipped_frames == 3
+    assert query(db_url, "SELECT count(*) AS n FROM frames")[0]["n"] == 3
+
+
+def test_parent_failing_in_the_same_csv(tmp_path, setup, login_file, db_url):
+    folder = tmp_path / "tifs"
+    write_tif_folder(folder, ["GFP"], nbr_slices=2, shape=SHAPE)
+    # One frame of another size: the parent fails while uploading, after validation.
+    tifffile.imwrite(folder / "img_GFP_t000_p000_z001.tif", np.zeros((8, 8), np.uint16), metadata=None)
+    config = setup({"frames_format": "tif_folder"})
+    ok_folder = tmp_path / "ok"
+    write_tif_folder(ok_folder, ["GFP"], nbr_slices=1, shape=SHAPE)
+    csv_path = write_csv(tmp_path, [
+        {"dataset_id": ID, "file_name": str(folder)},
+        {"dataset_id": ID2, "file_name": str(ok_folder), "parent_dataset_id": ID},
+    ])
+    parent, child = upload_from_csv(csv_path, login_file, config, progress=False)
+    assert not parent.ok and "img_GFP_t000_p000_z001.tif" in parent.error and "all frames must match" in parent.error
+    assert not child.ok and f"parent_dataset_id {ID} is not in the database" in child.error
+    assert query(db_url, "SELECT count(*) AS n FROM data_set")[0]["n"] == 0
+
+
+def test_command_line_settings_win_over_the_config(tmp_path, login_file, db_url, monkeypatch):
+    write_mm_ometiff(tmp_path / "acq", ["GFP"], 2, 1, 1, shape=SHAPE)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"upload_type": "frames", "frames_format": "ome_tiff", "storage": "local",
+                                  "storage_access": str(tmp_path / "from_config"), "nbr_workers": 3}))
+    csv_path = write_csv(tmp_path, [{"dataset_id": ID, "file_name": str(tmp_path / "acq")}])
+    from imaging_db.pipeline import upload as upload_module
+
+    workers = []
+    real_init = upload_module.Uploader.__init__
+
+    def spy_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        workers.append(self.nbr_workers)
+
+    monkeypatch.setattr(upload_module.Uploader, "__init__", spy_init)
+    (result,) = upload_from_csv(csv_path, login_file, config, storage_access=str(tmp_path / "from_cli"),
+                                nbr_workers=1, progress=False)
+    assert result.ok and workers == [1]
+    assert len(list((tmp_path / "from_cli" / "raw_frames" / ID).iterdir())) == 2
+    assert not (tmp_path / "from_config").exists()
+    (result,) = upload_from_csv(write_csv(tmp_path, [{"dataset_id": ID2, "file_name": str(tmp_path / "acq")}],
+                                          "b.csv"), login_file, config, progress=False)
+    assert result.ok and workers == [1, 3]
+    assert (tmp_path / "from_config" / "raw_frames" / ID2).is_dir()
+
+
+def test_invalid_input_raises_before_anything_is_written(tmp_path, setup, login_file, storage):
+    write_mm_ometiff(tmp_path / "acq", ["GFP"], 2, 1, 1, shape=SHAPE)
+    config = setup()
+    csv_path = write_csv(tmp_path, [{"dataset_id": ID, "file_name": str(tmp_path / "acq")},
+                                    {"dataset_id": ID2, "file_name": str(tmp_path / "acq"), "positions": "[3]"}])
+    with pytest.raises(InputError, match=rf"dataset {ID2}: .*acq: positions \[3\] not found"):
+        upload_from_csv(csv_path, login_file, config, progress=False)
+    assert storage.list("") == {}
+
+
+def test_summary_line():
+    result = DatasetResult(ID, ok=True, nbr_frames=400, raw_bytes=838_860_800, stored_bytes=500_000_000,
+                           seconds=4.0, skipped_frames=0)
+    assert result.summary() == (f"{ID}: 400 frames, 838.9 MB raw, 500.0 MB stored, 4.00 s, 209.7 MB/s, "
+                                "100.0 frames/s")
+    assert DatasetResult(ID, ok=False, error="boom").summary() == f"{ID}: FAILED: boom"
+
+
+@pytest.mark.s3
+def test_s3_requests_one_listing_no_head_per_object(tmp_path, moto_endpoint, s3_bucket, login_file, monkeypatch):
+    """Upload and download make one request per frame, plus one listing and one bucket check for the upload."""
+    write_mm_ometiff(tmp_path / "acq", ["GFP", "RFP"], 3, 2, 1, shape=SHAPE)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"upload_type": "frames", "frames_format": "ome_tiff", "storage": "s3",
+                                  "storage_access": s3_bucket, "s3_endpoint_url": moto_endpoint}))
+    csv_path = write_csv(tmp_path, [{"dataset_id": ID, "file_name": str(tmp_path / "acq")}])
+    from imaging_db.filestorage.s3_storage import S3Storage
+
+    calls: list[str] = []
+    real_init = S3Storage.__init__
+
+    def counting_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        self.client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+
+    monkeypatch.setattr(S3Storage, "__init__", counting_init)
+    (result,) = upload_from_csv(csv_path, login_file, config, progress=False)
+    assert result.ok
+    assert sorted(set(calls)) == ["HeadBucket", "ListObjectsV2", "PutObject"]
+    assert calls.count("PutObject") == 12 and calls.count("ListObjectsV2") == 1 and calls.count("HeadBucket") == 1
+
+    from imaging_db.pipeline.download import FrameSelection, download_dataset
+
+    calls.clear()
+    download_dataset(ID, tmp_path / "dl", login_file, FrameSelection(channels=["RFP"]), storage="s3",
+                     storage_access=s3_bucket, s3_endpoint_url=moto_endpoint, progress=False)
+    assert calls == ["GetObject"] * 6
+    check_downloaded(tmp_path / "dl" / ID, {(1, z, t, 0): frame_pixels(1, z, t, 0, SHAPE)
+                                            for z in range(3) for t in range(2)})
