@@ -141,5 +141,5 @@ class TestS3Concurrency:
             assert listed[key].size == len(data)
             assert listed[key].md5 == hashlib.md5(data).hexdigest()
         with ThreadPoolExecutor(max_workers=8) as pool:
-            fetched = dict(zip(payloads, pool.map(s3.get, payloads)))
+            fetched = dict(zip(payloads, pool.map(s3.get, payloads), strict=True))
         assert fetched == payloads
