@@ -1,7 +1,5 @@
 """Turn a login JSON file into a SQLAlchemy engine, never exposing the password."""
 
-import json
-import math
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -10,6 +8,7 @@ from sqlalchemy.engine import URL, Engine
 from imaging_db.defaults import default_sqlite_path
 from imaging_db.errors import DatabaseError, InputError
 from imaging_db.metadata.json_files import load_json_file
+from imaging_db.metadata.json_text import to_json_text
 
 LOGIN_KEYS = ("drivername", "username", "password", "host", "port", "dbname")
 # The seed's examples say "postgres", which SQLAlchemy 1.4+ no longer accepts.
@@ -98,36 +97,6 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _json_compatible(value):
-    """Return ``value`` with NaN/Infinity as None and NUL characters removed.
-
-    PostgreSQL's JSON types refuse both (a whole dataset would fail at its final
-    commit), and they are not valid JSON for other readers of SQLite either; doing
-    it on every backend keeps SQLite and PostgreSQL storing the same metadata.
-    """
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, dict):
-        return {_json_compatible(k) if isinstance(k, str) else k: _json_compatible(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_compatible(v) for v in value]
-    return value
-
-
-def _json_dumps(value) -> str:
-    """Serialize a metadata_json value the same way for every backend; see :func:`_json_compatible`."""
-    # Fast path in C for the usual clean metadata; walk the value only when it needs cleaning.
-    try:
-        text = json.dumps(value, allow_nan=False)
-    except ValueError:
-        return json.dumps(_json_compatible(value), allow_nan=False)
-    if "\\u0000" in text:
-        return json.dumps(_json_compatible(value), allow_nan=False)
-    return text
-
-
 def make_engine(url: URL) -> Engine:
     """Create an engine for the URL; for SQLite, create the file's folder.
 
@@ -143,7 +112,7 @@ def make_engine(url: URL) -> Engine:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise DatabaseError(f"cannot create database folder {str(folder)!r}: {exc.strerror}") from None
-        engine = sa.create_engine(url, json_serializer=_json_dumps)
+        engine = sa.create_engine(url, json_serializer=to_json_text)
         sa.event.listen(engine, "connect", _sqlite_on_connect)
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10}, json_serializer=_json_dumps)
+    return sa.create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10}, json_serializer=to_json_text)

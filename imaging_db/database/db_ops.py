@@ -2,6 +2,7 @@
 
 import contextlib
 import datetime
+import io
 import logging
 from dataclasses import dataclass
 from typing import Iterator, Sequence
@@ -10,15 +11,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
 from imaging_db.database.connection import make_engine, safe_url
-from imaging_db.database.models import Base, DataSet, FileGlobal, Frames, FramesGlobal
+from imaging_db.database import schema
 from imaging_db.errors import DatabaseError, DatasetExistsError, InputError, NotFoundError
+from imaging_db.metadata.json_text import to_json_text
 
 logger = logging.getLogger(__name__)
 
-_data_set = DataSet.__table__
-_frames_global = FramesGlobal.__table__
-_frames = Frames.__table__
-_file_global = FileGlobal.__table__
+_data_set = schema.data_set
+_frames_global = schema.frames_global
+_frames = schema.frames
+_file_global = schema.file_global
 
 FRAME_COLUMNS = (
     "channel_idx",
@@ -30,6 +32,25 @@ FRAME_COLUMNS = (
     "sha256",
     "metadata_json",
 )
+# Frames rows are written in batches of this many rows, so the text sent stays bounded.
+_BATCH_ROWS = 5000
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def _copy_field(value) -> str:
+    """One field of PostgreSQL's COPY text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    return str(value)
+
+
+def _json_column(value) -> str | None:
+    """Rows may carry metadata as a dict or as JSON text made by :func:`to_json_text`."""
+    if value is None or isinstance(value, str):
+        return value
+    return to_json_text(value)
 
 
 @dataclass
@@ -96,7 +117,7 @@ class Database:
     def create_tables(self) -> None:
         """Create the imaging_db tables that do not exist yet."""
         with self._errors("creating tables"):
-            Base.metadata.create_all(self.engine, checkfirst=True)
+            schema.metadata.create_all(self.engine, checkfirst=True)
 
     def _has_tables(self) -> bool:
         with self._errors("inspecting tables"):
@@ -172,10 +193,38 @@ class Database:
                 sa.insert(_frames_global).values(data_set_id=data_set_id, **frames_global)
             ).inserted_primary_key[0]
             if frames:
-                conn.execute(
-                    sa.insert(_frames),
-                    [{**row, "frames_global_id": frames_global_id} for row in frames],
-                )
+                self._insert_frames(conn, frames_global_id, frames)
+
+    def _insert_frames(self, conn: sa.Connection, frames_global_id: int, frames: list[dict]) -> None:
+        """Bulk-insert frames rows: COPY on PostgreSQL, one prepared executemany elsewhere."""
+        columns = ("frames_global_id", *FRAME_COLUMNS)
+        if conn.dialect.name == "postgresql":
+            cursor = conn.connection.driver_connection.cursor()
+            sql = f"COPY frames ({', '.join(columns)}) FROM STDIN"
+            try:
+                for start in range(0, len(frames), _BATCH_ROWS):
+                    buffer = io.StringIO()
+                    for row in frames[start:start + _BATCH_ROWS]:
+                        values = [frames_global_id, *(row[c] for c in FRAME_COLUMNS[:-1]),
+                                  _json_column(row["metadata_json"])]
+                        buffer.write("\t".join(map(_copy_field, values)))
+                        buffer.write("\n")
+                    buffer.seek(0)
+                    cursor.copy_expert(sql, buffer)
+            except conn.dialect.loaded_dbapi.Error as exc:
+                # Raw DBAPI errors become SQLAlchemy's, so callers see one kind of error.
+                raise sa.exc.DBAPIError.instance(sql, None, exc, conn.dialect.loaded_dbapi.Error) from exc
+            finally:
+                cursor.close()
+            return
+        statement = sa.text(
+            f"INSERT INTO frames ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
+        )
+        for start in range(0, len(frames), _BATCH_ROWS):
+            conn.execute(statement, [
+                {**row, "frames_global_id": frames_global_id, "metadata_json": _json_column(row["metadata_json"])}
+                for row in frames[start:start + _BATCH_ROWS]
+            ])
 
     def insert_file_dataset(self, dataset: DatasetRecord, file_global: dict) -> None:
         """Register a file dataset: data_set and file_global rows, in one transaction.
@@ -190,7 +239,7 @@ class Database:
             conn.execute(sa.insert(_file_global).values(data_set_id=data_set_id, **file_global))
 
     def get_dataset(self, serial: str) -> dict:
-        """Return a dataset's data_set row and its frames_global or file_global row.
+        """Return a dataset's data_set row and its frames_global or file_global row, in one query.
 
         Returns
         -------
@@ -204,34 +253,36 @@ class Database:
             If no dataset has that id.
         """
         parent = _data_set.alias("parent")
+        parts = {"data_set": _data_set, "frames_global": _frames_global, "file_global": _file_global}
+        columns = [c.label(f"{name}.{c.name}") for name, table in parts.items() for c in table.c]
         query = (
-            sa.select(_data_set, parent.c.dataset_serial.label("parent_dataset_id"))
-            .select_from(_data_set.outerjoin(parent, _data_set.c.parent_id == parent.c.id))
+            sa.select(*columns, parent.c.dataset_serial.label("data_set.parent_dataset_id"))
+            .select_from(
+                _data_set.outerjoin(parent, _data_set.c.parent_id == parent.c.id)
+                .outerjoin(_frames_global, _frames_global.c.data_set_id == _data_set.c.id)
+                .outerjoin(_file_global, _file_global.c.data_set_id == _data_set.c.id)
+            )
             .where(_data_set.c.dataset_serial == serial)
         )
         try:
             with self.engine.connect() as conn:
                 row = conn.execute(query).mappings().first()
-                if row is None:
-                    raise NotFoundError(f"dataset {serial} is not in the database {self.describe()}")
-                data_set = dict(row)
-                frames_global = conn.execute(
-                    sa.select(_frames_global).where(_frames_global.c.data_set_id == data_set["id"])
-                ).mappings().first()
-                file_global = conn.execute(
-                    sa.select(_file_global).where(_file_global.c.data_set_id == data_set["id"])
-                ).mappings().first()
         except sa.exc.SQLAlchemyError as exc:
             if not self._has_tables():
                 raise NotFoundError(
                     f"dataset {serial} is not in the database {self.describe()}: it holds no imaging_db tables yet"
                 ) from None
             raise DatabaseError(f"database {self.describe()}: looking up dataset {serial} failed: {_first_line(exc)}") from exc
-        return {
-            "data_set": data_set,
-            "frames_global": dict(frames_global) if frames_global else None,
-            "file_global": dict(file_global) if file_global else None,
-        }
+        if row is None:
+            raise NotFoundError(f"dataset {serial} is not in the database {self.describe()}")
+        info: dict = {name: {} for name in parts}
+        for key, value in row.items():
+            name, column = key.split(".", 1)
+            info[name][column] = value
+        for name in ("frames_global", "file_global"):
+            if info[name]["id"] is None:
+                info[name] = None
+        return info
 
     def get_frames(
         self,
@@ -241,14 +292,18 @@ class Database:
         slice_ids: Sequence[int] | None = None,
         time_ids: Sequence[int] | None = None,
         pos_ids: Sequence[int] | None = None,
+        with_metadata: bool = False,
     ) -> list[dict]:
         """Return the frames rows of a dataset that match every given filter.
 
         A filter left as None does not restrict. Rows are ordered by position,
-        then time, channel and slice (slice varies fastest).
+        then time, channel and slice (slice varies fastest). ``metadata_json``
+        is only read ``with_metadata``: it is most of a row's size, and a
+        download does not need it.
         """
         c = _frames.c
-        query = sa.select(*(getattr(c, name) for name in FRAME_COLUMNS)).where(
+        names = FRAME_COLUMNS if with_metadata else tuple(n for n in FRAME_COLUMNS if n != "metadata_json")
+        query = sa.select(*(getattr(c, name) for name in names)).where(
             c.frames_global_id == frames_global_id
         )
         for column, values in (

@@ -26,6 +26,7 @@ CONFIG_SCHEMA = {
         "storage_access": {"type": ["string", "null"]},
         "s3_endpoint_url": {"type": ["string", "null"]},
         "nbr_workers": {"type": "integer", "minimum": 1},
+        "png_compression": {"type": ["integer", "null"], "minimum": 0, "maximum": 9},
     },
     "additionalProperties": False,
 }
@@ -44,6 +45,7 @@ class UploadConfig:
     storage_access: str | None = None
     s3_endpoint_url: str | None = None
     nbr_workers: int | None = None
+    png_compression: int | None = None
 
 
 def resolve_input_path(value: str, relative_to: Path | None) -> Path:
@@ -106,6 +108,7 @@ def parse_upload_config(data: dict, source: str = "<config>", base_dir: Path | N
         s3_endpoint_url=data.get("s3_endpoint_url") or None,
         # JSON Schema counts 2.0 as an integer; keep the field an int.
         nbr_workers=None if data.get("nbr_workers") is None else int(data["nbr_workers"]),
+        png_compression=None if data.get("png_compression") is None else int(data["png_compression"]),
     )
     if data.get("meta_schema"):
         config.meta_schema = resolve_input_path(data["meta_schema"], base_dir)

@@ -22,6 +22,7 @@ from imaging_db.database.db_ops import Database
 from imaging_db.errors import InputError, IntegrityError, NotFoundError, StorageError
 from imaging_db.filestorage import DataStorage
 from imaging_db.metadata.dataset_id import parse_dataset_id
+from imaging_db.pipeline.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -247,12 +248,9 @@ class Downloader:
         return len(data)
 
     def _fetch_frames(self, serial: str, storage_dir: str, rows: list[dict], folder: Path) -> int:
-        from tqdm import tqdm
-
         total = 0
-        disable = True if self.progress is False else (None if self.progress is None else False)
         with concurrent.futures.ThreadPoolExecutor(self.nbr_workers, thread_name_prefix="imaging_db-download") as pool, \
-                tqdm(total=len(rows), desc=serial, unit="frame", leave=False, disable=disable) as bar:
+                progress_bar(len(rows), serial, "frame", self.progress) as bar:
             in_flight: collections.deque = collections.deque()
             try:
                 for row in rows:

@@ -18,10 +18,12 @@ from imaging_db.filestorage import DataStorage, StoredObject
 from imaging_db.images.png import encode_png
 from imaging_db.images.splitters import Frame, Splitter, make_splitter
 from imaging_db.metadata.filename_parsers import get_filename_parser
+from imaging_db.metadata.json_text import to_json_text
 from imaging_db.metadata.meta_schema import load_meta_schema
 from imaging_db.metadata.upload_config import UploadConfig
 from imaging_db.metadata.upload_csv import UploadRow
 from imaging_db.pipeline import keys
+from imaging_db.pipeline.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -211,10 +213,9 @@ class Uploader:
     # ----------------------------------------------------------------- upload
     def upload(self, plans: list[DatasetPlan]) -> list[DatasetResult]:
         """Upload the planned datasets one after another; a failure stops only its dataset."""
-        from tqdm import tqdm
-
         results = []
-        for plan in tqdm(plans, desc="datasets", unit="dataset", disable=self._no_bar(len(plans) < 2)):
+        bar = progress_bar(len(plans), "datasets", "dataset", self.progress if len(plans) > 1 else False, leave=True)
+        for plan in plans:
             start = time.perf_counter()
             try:
                 if plan.upload_type == "frames":
@@ -227,12 +228,9 @@ class Uploader:
             result.seconds = time.perf_counter() - start
             logger.debug(result.summary())
             results.append(result)
+            bar.update(1)
+        bar.close()
         return results
-
-    def _no_bar(self, extra: bool = False) -> bool | None:
-        if self.progress is False or extra:
-            return True
-        return None if self.progress is None else False
 
     def _record(self, plan: DatasetPlan, frames: bool) -> DatasetRecord:
         row = plan.row
@@ -259,7 +257,7 @@ class Uploader:
     def _store_frame(self, frame: Frame, prefix: str, existing: dict[str, StoredObject],
                      written: list[str]) -> _StoredFrame:
         pixels = frame.pixels
-        png = encode_png(pixels)
+        png = encode_png(pixels, self.config.png_compression)
         sha256 = hashlib.sha256(png).hexdigest()
         file_name = keys.frame_file_name(*frame.indices)
         key = f"{prefix}/{file_name}"
@@ -275,13 +273,12 @@ class Uploader:
             "channel_name": frame.channel_name,
             "file_name": file_name,
             "sha256": sha256,
-            "metadata_json": frame.metadata,
+            # Serialized here, in parallel with the encoding, so the commit only sends text.
+            "metadata_json": to_json_text(frame.metadata),
         }
         return _StoredFrame(row, pixels.nbytes, len(png), skipped)
 
     def _upload_frames(self, plan: DatasetPlan) -> DatasetResult:
-        from tqdm import tqdm
-
         prefix = keys.frames_dir(plan.serial)
         result = DatasetResult(plan.serial, ok=False)
         rows: list[dict] = []
@@ -302,7 +299,7 @@ class Uploader:
             bar.update(1)
 
         pool = concurrent.futures.ThreadPoolExecutor(self.nbr_workers, thread_name_prefix="imaging_db-upload")
-        bar = tqdm(total=plan.nbr_frames, desc=plan.serial, unit="frame", leave=False, disable=self._no_bar())
+        bar = progress_bar(plan.nbr_frames, plan.serial, "frame", self.progress)
         try:
             for frame in plan.splitter.frames(read_pixels=True):
                 if frame.indices in seen:

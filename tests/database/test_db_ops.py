@@ -128,7 +128,7 @@ def test_metadata_json_round_trips(database):
     database.insert_frames_dataset(_record(), _frames_global(2), frames)
     info = database.get_dataset(SERIAL)
     assert info["frames_global"]["metadata_json"] == GLOBAL_META
-    assert [r["metadata_json"] for r in database.get_frames(info["frames_global"]["id"])] == [
+    assert [r["metadata_json"] for r in database.get_frames(info["frames_global"]["id"], with_metadata=True)] == [
         f["metadata_json"] for f in frames
     ]
 
@@ -143,7 +143,7 @@ def test_metadata_json_values_postgresql_refuses_are_stored_alike(database):
     expected = {"Exposure-ms": None, "Max": None, "Min": [None, 1.5], "Label": "Pos0", "Nested": {"z": None}}
     info = database.get_dataset(SERIAL)
     assert info["frames_global"]["metadata_json"] == expected
-    assert database.get_frames(info["frames_global"]["id"])[0]["metadata_json"] == expected
+    assert database.get_frames(info["frames_global"]["id"], with_metadata=True)[0]["metadata_json"] == expected
 
 
 def test_file_dataset(database):
@@ -306,10 +306,25 @@ def _expected(c=range(2), z=range(3), t=range(2), p=range(2)):
 
 
 def test_get_frames_returns_the_dataset_in_order(database, grid):
-    rows = database.get_frames(grid)
+    rows = database.get_frames(grid, with_metadata=True)
     assert _ctzp(rows) == _expected()
     assert set(rows[0]) == set(FRAME_COLUMNS)
     assert rows[0] == {**_frame(0, 0, 0, 0)}
+
+
+def test_get_frames_leaves_metadata_out_unless_asked(database, grid):
+    rows = database.get_frames(grid, channel_ids=[1])
+    assert set(rows[0]) == set(FRAME_COLUMNS) - {"metadata_json"}
+    assert rows[0] == {k: v for k, v in _frame(1, 0, 0, 0).items() if k != "metadata_json"}
+
+
+def test_frames_rows_given_as_json_text(database):
+    """The upload pipeline serializes metadata in its workers; text and dicts are stored alike."""
+    text_row = {**_frame(0, 0, 0, 0), "metadata_json": '{"Tab":"a\\tb","Line":"x\\ny","Back":"c:\\\\d"}'}
+    dict_row = {**_frame(0, 1, 0, 0), "metadata_json": {"Tab": "a\tb", "Line": "x\ny", "Back": "c:\\d"}}
+    database.insert_frames_dataset(_record(), _frames_global(2), [text_row, dict_row])
+    rows = database.get_frames(database.get_dataset(SERIAL)["frames_global"]["id"], with_metadata=True)
+    assert [r["metadata_json"] for r in rows] == [{"Tab": "a\tb", "Line": "x\ny", "Back": "c:\\d"}] * 2
 
 
 @pytest.mark.parametrize(

@@ -177,3 +177,14 @@ def test_config_file_not_json(tmp_path):
 def test_no_config_given():
     with pytest.raises(InputError, match=r"^no config given: pass --config"):
         load_upload_config(None)
+
+
+@pytest.mark.parametrize("value", [-1, 10, "fast", 1.5])
+def test_png_compression_must_be_a_zlib_level(value):
+    with pytest.raises(InputError, match="png_compression"):
+        parse_upload_config({"upload_type": "frames", "frames_format": "ome_tiff", "png_compression": value})
+
+
+def test_png_compression_defaults_to_opencv():
+    assert parse_upload_config({"upload_type": "file"}).png_compression is None
+    assert parse_upload_config({"upload_type": "file", "png_compression": 6}).png_compression == 6

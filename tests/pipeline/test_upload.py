@@ -153,3 +153,23 @@ def test_s3_requests_one_listing_no_head_per_object(tmp_path, moto_endpoint, s3_
     assert calls == ["GetObject"] * 6
     check_downloaded(tmp_path / "dl" / ID, {(1, z, t, 0): frame_pixels(1, z, t, 0, SHAPE)
                                             for z in range(3) for t in range(2)})
+
+
+def test_png_compression_setting(tmp_path, login_file, db_url):
+    """png_compression trades size for speed; every level stays lossless."""
+    from imaging_db.pipeline.download import download_dataset
+
+    write_mm_ometiff(tmp_path / "acq", ["GFP"], 2, 1, 1, shape=(64, 64), smooth=True)
+    sizes = {}
+    for serial, level in ((ID, 0), (ID2, 9)):
+        config = tmp_path / f"config{level}.json"
+        config.write_text(json.dumps({"upload_type": "frames", "frames_format": "ome_tiff",
+                                      "storage_access": str(tmp_path / "s"), "png_compression": level}))
+        csv_path = write_csv(tmp_path, [{"dataset_id": serial, "file_name": str(tmp_path / "acq")}], f"{level}.csv")
+        (result,) = upload_from_csv(csv_path, login_file, config, progress=False)
+        assert result.ok
+        sizes[level] = result.stored_bytes
+        download_dataset(serial, tmp_path / "dl", login_file, storage_access=str(tmp_path / "s"), progress=False)
+        check_downloaded(tmp_path / "dl" / serial, {(0, z, 0, 0): frame_pixels(0, z, 0, 0, (64, 64), smooth=True)
+                                                    for z in range(2)})
+    assert sizes[0] > 2 * 64 * 64 * 2 > sizes[9]
