@@ -27,6 +27,8 @@ from imaging_db.pipeline.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
+_IN_FLIGHT_BYTES = 16 * 2**20
+
 
 @dataclass
 class DatasetPlan:
@@ -278,17 +280,26 @@ class Uploader:
         }
         return _StoredFrame(row, pixels.nbytes, len(png), skipped)
 
+    def _max_in_flight(self, frame_bytes: int) -> int:
+        """How many frames may be read but not yet stored.
+
+        Each holds its pixels. Enough to keep every worker busy while the next
+        frame is read, and otherwise no more than _IN_FLIGHT_BYTES of pixels, so
+        memory does not grow with the frame size or the file size.
+        """
+        by_bytes = _IN_FLIGHT_BYTES // max(1, frame_bytes)
+        return max(self.nbr_workers + 1, min(2 * self.nbr_workers, by_bytes))
+
     def _upload_frames(self, plan: DatasetPlan) -> DatasetResult:
         prefix = keys.frames_dir(plan.serial)
         result = DatasetResult(plan.serial, ok=False)
         rows: list[dict] = []
         written: list[str] = []
         seen: set[tuple] = set()
-        first: Frame | None = None
+        first_where = None
         shape = None
         in_flight: collections.deque = collections.deque()
-        # Frames waiting for a worker hold their pixels: bound them so memory stays flat.
-        max_in_flight = 2 * self.nbr_workers
+        max_in_flight = 0
 
         def collect(future: concurrent.futures.Future) -> None:
             stored = future.result()
@@ -307,11 +318,12 @@ class Uploader:
                 seen.add(frame.indices)
                 frame_shape = (frame.pixels.shape, frame.pixels.dtype)
                 if shape is None:
-                    shape, first = frame_shape, frame
+                    shape, first_where = frame_shape, frame.where
+                    max_in_flight = self._max_in_flight(frame.pixels.nbytes)
                 elif frame_shape != shape:
                     raise InputError(
                         f"dataset {plan.serial}: {frame.where}: frame is {frame.pixels.dtype} {frame.pixels.shape} "
-                        f"but {first.where} is {first.pixels.dtype} {first.pixels.shape}; all frames must match"
+                        f"but {first_where} is {shape[1]} {shape[0]}; all frames must match"
                     )
                 in_flight.append(pool.submit(self._store_frame, frame, prefix, plan.existing, written))
                 frame = None
