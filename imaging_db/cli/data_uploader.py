@@ -9,6 +9,7 @@ if __package__ in (None, ""):  # run as `python imaging_db/cli/data_uploader.py`
     sys.path[0] = str(Path(__file__).resolve().parents[2])
 
 from imaging_db.cli.cli_common import EXIT_FAILED, EXIT_OK, add_common_arguments, positive_int, run
+from imaging_db.pipeline.allocator import reuse_freed_buffers
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,6 +56,7 @@ def _main(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``data_uploader`` console script."""
     args = parse_args(argv)
+    reuse_freed_buffers()
     return run(_main, args, "data_uploader")
 
 
