@@ -42,7 +42,18 @@ def check_key(key: str) -> str:
 
 
 class DataStorage(abc.ABC):
-    """Moves bytes by key. Backends differ only inside their own module."""
+    """Moves bytes by key. Backends differ only inside their own module.
+
+    Attributes
+    ----------
+    parallel_requests : int
+        How many requests are worth keeping in flight at once. 1 means a
+        request costs CPU rather than waiting (a local folder): callers then
+        store and fetch from their own worker threads. A remote store says
+        more, and callers keep that many requests running on I/O threads.
+    """
+
+    parallel_requests: int = 1
 
     @abc.abstractmethod
     def describe(self) -> str:

@@ -29,14 +29,19 @@ class S3Storage(DataStorage):
     endpoint_url : str, optional
         The S3 endpoint; default ``$AWS_ENDPOINT_URL``, else AWS.
     max_connections : int
-        Size of the HTTP connection pool, at least the number of workers.
+        The callers' own worker threads that may also make requests.
+    parallel_requests : int
+        Requests worth keeping in flight: S3 latency, not CPU, limits one request.
     """
 
-    def __init__(self, bucket: str, endpoint_url: str | None = None, max_connections: int = 10):
+    def __init__(self, bucket: str, endpoint_url: str | None = None, max_connections: int = 10,
+                 parallel_requests: int = 16):
         self.bucket = bucket
         self.endpoint_url = endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or None
+        self.parallel_requests = max(1, parallel_requests)
         config = botocore.config.Config(
-            max_pool_connections=max(10, max_connections),
+            # One pooled connection for every thread that may make a request, so none waits for a socket.
+            max_pool_connections=max(10, max_connections + self.parallel_requests),
             retries={"max_attempts": 5, "mode": "standard"},
             tcp_keepalive=True,
         )

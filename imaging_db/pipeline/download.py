@@ -249,13 +249,15 @@ class Downloader:
 
     def _fetch_frames(self, serial: str, storage_dir: str, rows: list[dict], folder: Path) -> int:
         total = 0
-        with concurrent.futures.ThreadPoolExecutor(self.nbr_workers, thread_name_prefix="imaging_db-download") as pool, \
+        # Remote storage waits on the network, not the CPU: keep as many requests in flight as it is worth.
+        threads = max(self.nbr_workers, getattr(self.storage, "parallel_requests", 1))
+        with concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="imaging_db-download") as pool, \
                 progress_bar(len(rows), serial, "frame", self.progress) as bar:
             in_flight: collections.deque = collections.deque()
             try:
                 for row in rows:
                     in_flight.append(pool.submit(self._fetch_frame, serial, storage_dir, row, folder))
-                    while len(in_flight) >= 4 * self.nbr_workers:
+                    while len(in_flight) >= 2 * threads:
                         total += in_flight.popleft().result()
                         bar.update(1)
                 while in_flight:

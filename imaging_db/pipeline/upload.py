@@ -8,6 +8,7 @@ import collections
 import concurrent.futures
 import hashlib
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,72 @@ class _StoredFrame:
     raw_bytes: int
     stored_bytes: int
     skipped: bool
+
+
+class _Putter:
+    """Stores encoded frames: inline in the encoding worker, or on an I/O pool for remote storage.
+
+    A storage whose ``parallel_requests`` is above 1 (S3) spends most of a put
+    waiting on the network; there the puts run on their own threads, so that
+    many requests stay in flight while the workers keep encoding. At most
+    twice that many encoded frames wait for a put, so memory stays bounded.
+    """
+
+    def __init__(self, storage: DataStorage, written: list[str]):
+        self.storage = storage
+        self.written = written
+        threads = max(1, int(getattr(storage, "parallel_requests", 1)))
+        self.pool = None
+        if threads > 1:
+            self.pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="imaging_db-put")
+            self.slots = threading.BoundedSemaphore(2 * threads)
+        self.pending: collections.deque = collections.deque()
+        self.lock = threading.Lock()
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store ``data`` now, or queue it (called from the encoding workers)."""
+        if self.pool is None:
+            self.storage.put(key, data)
+            self.written.append(key)
+            return
+        self.slots.acquire()
+        try:
+            future = self.pool.submit(self._put_queued, key, data)
+        except BaseException:
+            self.slots.release()
+            raise
+        with self.lock:
+            self.pending.append(future)
+
+    def _put_queued(self, key: str, data: bytes) -> None:
+        try:
+            self.storage.put(key, data)
+            self.written.append(key)
+        finally:
+            self.slots.release()
+
+    def raise_failures(self) -> None:
+        """Raise the error of the first finished put that failed, if any."""
+        with self.lock:
+            done = []
+            while self.pending and self.pending[0].done():
+                done.append(self.pending.popleft())
+        for future in done:
+            future.result()
+
+    def finish(self) -> None:
+        """Wait for every queued put; raise the first error."""
+        while True:
+            with self.lock:
+                if not self.pending:
+                    return
+                future = self.pending.popleft()
+            future.result()
+
+    def close(self) -> None:
+        """Drop queued puts that have not started and wait for the running ones."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _sha256_file(path: Path) -> str:
@@ -257,7 +324,7 @@ class Uploader:
             return False
 
     def _store_frame(self, frame: Frame, prefix: str, existing: dict[str, StoredObject],
-                     written: list[str]) -> _StoredFrame:
+                     putter: _Putter) -> _StoredFrame:
         pixels = frame.pixels
         png = encode_png(pixels, self.config.png_compression)
         sha256 = hashlib.sha256(png).hexdigest()
@@ -265,8 +332,7 @@ class Uploader:
         key = f"{prefix}/{file_name}"
         skipped = bool(existing) and self._already_stored(key, png, sha256, existing)
         if not skipped:
-            self.storage.put(key, png)
-            written.append(key)
+            putter.put(key, png)
         row = {
             "channel_idx": frame.channel_idx,
             "slice_idx": frame.slice_idx,
@@ -308,7 +374,9 @@ class Uploader:
             result.stored_bytes += stored.stored_bytes
             result.skipped_frames += stored.skipped
             bar.update(1)
+            putter.raise_failures()
 
+        putter = _Putter(self.storage, written)
         pool = concurrent.futures.ThreadPoolExecutor(self.nbr_workers, thread_name_prefix="imaging_db-upload")
         bar = progress_bar(plan.nbr_frames, plan.serial, "frame", self.progress)
         try:
@@ -325,16 +393,18 @@ class Uploader:
                         f"dataset {plan.serial}: {frame.where}: frame is {frame.pixels.dtype} {frame.pixels.shape} "
                         f"but {first_where} is {shape[1]} {shape[0]}; all frames must match"
                     )
-                in_flight.append(pool.submit(self._store_frame, frame, prefix, plan.existing, written))
+                in_flight.append(pool.submit(self._store_frame, frame, prefix, plan.existing, putter))
                 frame = None
                 while len(in_flight) >= max_in_flight:
                     collect(in_flight.popleft())
             while in_flight:
                 collect(in_flight.popleft())
+            putter.finish()
         except BaseException as exc:
             for future in in_flight:
                 future.cancel()
             pool.shutdown(wait=True)
+            putter.close()
             bar.close()
             if isinstance(exc, InputError):
                 # Bad data will not get better on a rerun: leave no orphan objects behind.
@@ -343,6 +413,7 @@ class Uploader:
                 raise type(exc)(f"{exc} (frames stored so far are kept: rerun with --override to resume)") from exc
             raise
         pool.shutdown(wait=True)
+        putter.close()
         bar.close()
 
         height, width = shape[0][:2]

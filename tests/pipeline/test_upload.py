@@ -1,12 +1,14 @@
 """The upload pipeline as a library: results, precedence of settings, failures at commit, request counts."""
 
 import json
+import threading
+import time
 
 import numpy as np
 import pytest
 import tifffile
 
-from imaging_db.errors import DatabaseError, InputError
+from imaging_db.errors import DatabaseError, InputError, StorageError
 from imaging_db.example_data import frame_pixels, write_mm_ometiff, write_tif_folder
 from imaging_db.pipeline.upload import DatasetResult, upload_from_csv
 from tests.cli.test_end_to_end import ID, ID2, SHAPE, check_downloaded, query, write_csv
@@ -173,3 +175,69 @@ def test_png_compression_setting(tmp_path, login_file, db_url):
         check_downloaded(tmp_path / "dl" / serial, {(0, z, 0, 0): frame_pixels(0, z, 0, 0, (64, 64), smooth=True)
                                                     for z in range(2)})
     assert sizes[0] > 2 * 64 * 64 * 2 > sizes[9]
+
+
+class SlowRemoteStorage:
+    """A local folder that answers like a remote store: each put waits, many may run at once."""
+
+    parallel_requests = 8
+
+    def __init__(self, root, fail_key=None):
+        from imaging_db.filestorage.local_storage import LocalStorage
+
+        self.local = LocalStorage(root)
+        self.fail_key = fail_key
+        self.lock = threading.Lock()
+        self.running = 0
+        self.max_running = 0
+        self.threads = set()
+
+    def __getattr__(self, name):
+        return getattr(self.local, name)
+
+    def put(self, key, data):
+        with self.lock:
+            self.running += 1
+            self.max_running = max(self.max_running, self.running)
+            self.threads.add(threading.current_thread().name)
+        try:
+            time.sleep(0.03)
+            if key.endswith(self.fail_key or "\0"):
+                raise StorageError(f"writing {key} failed: 503 Slow Down")
+            self.local.put(key, data)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def _upload_with(storage, tmp_path, database, nbr_workers=1):
+    from imaging_db.metadata.upload_config import UploadConfig
+    from imaging_db.metadata.upload_csv import read_upload_csv
+    from imaging_db.pipeline.upload import Uploader
+
+    write_mm_ometiff(tmp_path / "acq", ["GFP"], 24, 1, 1, shape=SHAPE)
+    csv_path = write_csv(tmp_path, [{"dataset_id": ID, "file_name": str(tmp_path / "acq")}])
+    uploader = Uploader(database, storage, UploadConfig(frames_format="ome_tiff"), nbr_workers=nbr_workers,
+                        progress=False)
+    plans, refused = uploader.prepare(read_upload_csv(csv_path))
+    assert refused == []
+    return uploader.upload(plans)[0]
+
+
+def test_remote_puts_run_many_at_once(tmp_path, database):
+    """With storage worth parallel requests, puts leave the encoding worker and overlap."""
+    storage = SlowRemoteStorage(tmp_path / "store")
+    result = _upload_with(storage, tmp_path, database, nbr_workers=1)
+    assert result.ok and result.nbr_frames == 24
+    assert 4 <= storage.max_running <= 8
+    assert all(name.startswith("imaging_db-put") for name in storage.threads)
+    assert len(storage.local.list(f"raw_frames/{ID}/")) == 24
+    assert len(database.get_frames(database.get_dataset(ID)["frames_global"]["id"])) == 24
+
+
+def test_failed_remote_put_stops_the_dataset(tmp_path, database):
+    storage = SlowRemoteStorage(tmp_path / "store", fail_key="im_c000_z013_t000_p000.png")
+    result = _upload_with(storage, tmp_path, database, nbr_workers=2)
+    assert not result.ok
+    assert "im_c000_z013_t000_p000.png failed: 503 Slow Down" in result.error and "--override" in result.error
+    assert database.existing_serials([ID]) == set()
