@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEMO_HOME := $(CURDIR)/demo_home
 DEMO_ID := ML-2018-11-07-09-35-54-0010
 
-.PHONY: install demo test clean
+.PHONY: install demo test bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ demo: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Upload/download both workloads on SQLite and PostgreSQL (and S3 on moto), time 100,000 frame rows in
+# PostgreSQL, measure the PNG options; results are appended to benchmarks/RESULTS.md.
+bench: install
+	$(PY) benchmarks/bench.py --workload all --s3 --rows 100000 $(BENCH_ARGS)
+	cd benchmarks && ../$(PY) png_settings.py
 
 clean:
 	rm -rf $(VENV) demo_data demo_home demo_download *.egg-info .pytest_cache

@@ -243,9 +243,11 @@ class PostgresDatabase:
         self.admin.dispose()
 
 
-def bench_workload(workload: Workload, db: str, data_dir: Path, floor: float, compression: int | None,
+def bench_workload(workload: Workload, db: str, data_dir: Path, compression: int | None,
                    storage: dict | None = None) -> dict:
     source = workload_folder(workload, data_dir)
+    # Measured right before each upload: this machine's speed drifts by 10-20% over minutes.
+    floor = encode_floor(source, 96 if workload.shape[0] <= 1024 else 48, compression)
     bin_dir = Path(sys.executable).parent
     with tempfile.TemporaryDirectory(prefix="imaging_db_bench_") as tmp:
         tmp = Path(tmp)
@@ -386,16 +388,14 @@ def main() -> None:
     dbs = ["sqlite", "postgresql"] if args.db == "all" else [args.db]
     results, rows_results = [], []
     for workload in workloads:
-        folder = workload_folder(workload, args.data)
-        floor = encode_floor(folder, 96 if workload.shape[0] <= 1024 else 48, args.png_compression)
-        print(f"{workload.name}: encode floor {floor:.1f} frames/s on {os.cpu_count()} cores", flush=True)
+        workload_folder(workload, args.data)
         for db in dbs:
             results.append(median_of(args.repeat, functools.partial(
-                bench_workload, workload, db, args.data, floor, args.png_compression)))
+                bench_workload, workload, db, args.data, args.png_compression)))
             print_result(results[-1])
         if args.s3:
             results.append(median_of(args.repeat, functools.partial(
-                bench_s3, workload, args.data, floor, args.png_compression)))
+                bench_s3, workload, args.data, args.png_compression)))
             print_result(results[-1])
     if args.rows:
         for metadata in ("micro-manager", "compact"):
@@ -411,7 +411,7 @@ def main() -> None:
             handle.write("\n" + report)
 
 
-def bench_s3(workload: Workload, data_dir: Path, floor: float, compression: int | None) -> dict:
+def bench_s3(workload: Workload, data_dir: Path, compression: int | None) -> dict:
     """The same run with storage in a bucket on a moto S3 server over HTTP on loopback."""
     import boto3
     from moto.server import ThreadedMotoServer
@@ -427,7 +427,7 @@ def bench_s3(workload: Workload, data_dir: Path, floor: float, compression: int 
         bucket = f"imaging-db-bench-{uuid.uuid4().hex[:8]}"
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
         storage = {"storage": "s3", "storage_access": bucket, "s3_endpoint_url": endpoint}
-        return bench_workload(workload, "sqlite", data_dir, floor, compression, storage)
+        return bench_workload(workload, "sqlite", data_dir, compression, storage)
     finally:
         server.stop()
 
@@ -439,11 +439,12 @@ def median_of(repeat: int, run) -> dict:
         runs.append(run())
         if repeat > 1:
             r = runs[-1]
-            print(f"  run {i + 1}/{repeat}: upload {r['upload_s']:.2f} s, download all {r['download_all_s']:.2f} s, "
+            print(f"  run {i + 1}/{repeat}: upload {r['upload_s']:.2f} s (floor {r['floor_fps']:.1f} frames/s, "
+                  f"efficiency {r['efficiency']:.2f}), download all {r['download_all_s']:.2f} s, "
                   f"filtered {r['download_some_s']:.2f} s", flush=True)
     result = dict(runs[0])
     for key, value in runs[0].items():
-        if isinstance(value, float) and key not in ("floor_fps", "raw_mb", "stored_mb"):
+        if isinstance(value, float) and key not in ("raw_mb", "stored_mb"):
             result[key] = float(np.median([r[key] for r in runs]))
     result["verified_frames"] = sum(r["verified_frames"] for r in runs)
     result["runs"] = repeat
