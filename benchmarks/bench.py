@@ -187,7 +187,7 @@ def run_cli(args: list[str], env: dict) -> Run:
         while not done.is_set():
             hwm, tree = _tree_rss_kb(proc.pid)
             peak[0] = max(peak[0], hwm, tree)
-            done.wait(0.01)
+            done.wait(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -282,6 +282,10 @@ def bench_workload(workload: Workload, db: str, data_dir: Path, compression: int
         verified = verify_download(tmp / "all" / DATASET, source, workload.nbr_frames)
         verified += verify_download(tmp / "some" / DATASET, source, nbr_some)
         stored_mb = sum(p.stat().st_size for p in (tmp / "all" / DATASET).glob("*.png")) / 1e6
+    # The file system is mounted with online discard: let the deletes of this run finish
+    # before the next run writes, or they slow it down.
+    os.sync()
+    time.sleep(1)
     fps = workload.nbr_frames / upload.wall
     return {
         "workload": workload.name, "db": db, "storage": storage["storage"] if storage else "local",
@@ -419,6 +423,9 @@ def bench_s3(workload: Workload, data_dir: Path, compression: int | None) -> dic
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench-secret")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one log line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:

@@ -78,3 +78,31 @@ def test_unwritable_destination(tmp_path, database, storage):
         {"storage_dir": f"raw_files/{ID}", "file_name": "a.txt", "metadata_json": {}, "sha256": "0" * 64})
     with pytest.raises(StorageError, match=rf"dataset {ID}: cannot create a folder in .*file"):
         Downloader(database, storage, progress=False).download(ID, blocker / "sub")
+
+
+def test_download_path_imports_only_what_it_needs(tmp_path, imaging_home):
+    """Start-up time is most of a small download: no OpenCV, numpy, tifffile, ORM, jsonschema, boto3 or tqdm."""
+    import json
+    import subprocess
+    import sys
+
+    from imaging_db.cli import data_uploader
+    from imaging_db.example_data import write_imagej_stack
+
+    write_imagej_stack(tmp_path / "stack.tif", 2, 2, shape=(16, 16))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"upload_type": "frames", "frames_format": "tif_id"}))
+    (tmp_path / "files.csv").write_text(f"dataset_id,file_name\n{ID},{tmp_path / 'stack.tif'}\n")
+    assert data_uploader.main(["--csv", str(tmp_path / "files.csv"), "--config", str(config)]) == 0
+    script = (
+        "import sys\n"
+        "from imaging_db.cli import data_downloader\n"
+        f"code = data_downloader.main(['--id', '{ID}', '--dest', {str(tmp_path / 'dl')!r}, '-c', '1'])\n"
+        "heavy = ('cv2', 'numpy', 'tifffile', 'sqlalchemy.orm', 'jsonschema', 'boto3', 'tqdm', "
+        "'sqlalchemy.dialects.postgresql')\n"
+        "print(code, sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "0 []"
+    assert sorted(p.name for p in (tmp_path / "dl" / ID).glob("*.png")) == [
+        "im_c001_z000_t000_p000.png", "im_c001_z001_t000_p000.png"]
