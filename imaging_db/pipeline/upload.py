@@ -29,6 +29,7 @@ from imaging_db.pipeline.progress import progress_bar
 logger = logging.getLogger(__name__)
 
 _IN_FLIGHT_BYTES = 16 * 2**20
+_QUEUED_PUT_BYTES = 48 * 2**20
 
 
 @dataclass
@@ -88,8 +89,9 @@ class _Putter:
 
     A storage whose ``parallel_requests`` is above 1 (S3) spends most of a put
     waiting on the network; there the puts run on their own threads, so that
-    many requests stay in flight while the workers keep encoding. At most
-    twice that many encoded frames wait for a put, so memory stays bounded.
+    many requests stay in flight while the workers keep encoding. Frames
+    waiting for a put are bounded by count (twice the threads) and by bytes
+    (_QUEUED_PUT_BYTES), so memory stays bounded whatever the frame size.
     """
 
     def __init__(self, storage: DataStorage, written: list[str]):
@@ -99,7 +101,10 @@ class _Putter:
         self.pool = None
         if threads > 1:
             self.pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="imaging_db-put")
-            self.slots = threading.BoundedSemaphore(2 * threads)
+        self.max_queued = 2 * threads
+        self.queued = 0
+        self.queued_bytes = 0
+        self.room = threading.Condition()
         self.pending: collections.deque = collections.deque()
         self.lock = threading.Lock()
 
@@ -109,21 +114,32 @@ class _Putter:
             self.storage.put(key, data)
             self.written.append(key)
             return
-        self.slots.acquire()
+        with self.room:
+            while self.queued and (self.queued >= self.max_queued
+                                   or self.queued_bytes + len(data) > _QUEUED_PUT_BYTES):
+                self.room.wait()
+            self.queued += 1
+            self.queued_bytes += len(data)
         try:
             future = self.pool.submit(self._put_queued, key, data)
         except BaseException:
-            self.slots.release()
+            self._release(len(data))
             raise
         with self.lock:
             self.pending.append(future)
+
+    def _release(self, size: int) -> None:
+        with self.room:
+            self.queued -= 1
+            self.queued_bytes -= size
+            self.room.notify_all()
 
     def _put_queued(self, key: str, data: bytes) -> None:
         try:
             self.storage.put(key, data)
             self.written.append(key)
         finally:
-            self.slots.release()
+            self._release(len(data))
 
     def raise_failures(self) -> None:
         """Raise the error of the first finished put that failed, if any."""
@@ -207,13 +223,21 @@ class Uploader:
             [r.parent_dataset_id.serial for r in rows if r.parent_dataset_id]
         )
         plans, refused = [], []
+        earlier: set[str] = set()
         for row in rows:
             serial = row.dataset_id.serial
-            if row.parent_dataset_id and row.parent_dataset_id.serial not in parents_known | in_csv:
+            parent = row.parent_dataset_id.serial if row.parent_dataset_id else None
+            if parent and parent not in parents_known | in_csv:
                 raise InputError(
                     f"dataset {serial}, CSV line {row.line}: parent_dataset_id "
-                    f"{row.parent_dataset_id} is neither in the database nor in the CSV"
+                    f"{parent} is neither in the database nor in the CSV"
                 )
+            if parent and parent not in parents_known and parent not in earlier:
+                raise InputError(
+                    f"dataset {serial}, CSV line {row.line}: its parent {parent} comes later in the CSV; "
+                    "list parents before their children"
+                )
+            earlier.add(serial)
             if serial in registered:
                 refused.append(DatasetResult(serial, ok=False, error=(
                     f"dataset {serial} is already in the database {self.database.describe()}; not touched"

@@ -241,3 +241,26 @@ def test_failed_remote_put_stops_the_dataset(tmp_path, database):
     assert not result.ok
     assert "im_c000_z013_t000_p000.png failed: 503 Slow Down" in result.error and "--override" in result.error
     assert database.existing_serials([ID]) == set()
+
+
+def test_parent_must_come_before_its_child_in_the_csv(tmp_path, setup, login_file, storage):
+    write_mm_ometiff(tmp_path / "acq", ["GFP"], 1, 1, 1, shape=SHAPE)
+    config = setup()
+    csv_path = write_csv(tmp_path, [
+        {"dataset_id": ID2, "file_name": str(tmp_path / "acq"), "parent_dataset_id": ID},
+        {"dataset_id": ID, "file_name": str(tmp_path / "acq")},
+    ])
+    with pytest.raises(InputError, match=rf"dataset {ID2}, CSV line 2: its parent {ID} comes later in the CSV"):
+        upload_from_csv(csv_path, login_file, config, progress=False)
+    assert storage.list("") == {}
+
+
+def test_queued_puts_are_bounded_by_bytes(tmp_path, database, monkeypatch):
+    """However many I/O threads, encoded frames waiting for a put never exceed the byte budget."""
+    from imaging_db.pipeline import upload as upload_module
+
+    monkeypatch.setattr(upload_module, "_QUEUED_PUT_BYTES", 1)  # smaller than any frame: one at a time
+    storage = SlowRemoteStorage(tmp_path / "store")
+    result = _upload_with(storage, tmp_path, database, nbr_workers=2)
+    assert result.ok and result.nbr_frames == 24
+    assert storage.max_running == 1
