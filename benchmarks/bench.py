@@ -370,7 +370,8 @@ def commit() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workload", choices=("medium", "large", "all"), default="all")
+    parser.add_argument("--workload", choices=("medium", "large", "all", "none"), default="all",
+                        help="none: only the --rows measurement")
     parser.add_argument("--db", choices=("sqlite", "postgresql", "all"), default="all")
     parser.add_argument("--s3", action="store_true", help="also upload/download the workload through a moto S3 server")
     parser.add_argument("--rows", type=int, default=0, help="also time inserting this many frame rows in PostgreSQL")
@@ -382,7 +383,7 @@ def main() -> None:
                         help="touch this much memory once before timing (0: measure a cold VM)")
     args = parser.parse_args()
 
-    workloads = list(WORKLOADS.values()) if args.workload == "all" else [WORKLOADS[args.workload]]
+    workloads = {"all": list(WORKLOADS.values()), "none": []}.get(args.workload) or [WORKLOADS[args.workload]]
     reuse_freed_buffers()  # as the CLIs do, so the encode floor is not slowed by page faults
     warm = (0.0, 0.0)
     if args.warm_gb:

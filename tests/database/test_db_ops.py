@@ -401,3 +401,24 @@ def test_jsonb_can_be_queried_on_postgresql(pg_url):
         assert found == [{"channel_idx": 1}]
     finally:
         database.dispose()
+
+
+def test_large_frame_metadata_is_compressed_with_lz4_on_postgresql(pg_url):
+    """Micro-Manager metadata runs to kilobytes a frame: it is toasted with lz4, several times faster than pglz."""
+    database = Database(pg_url)
+    try:
+        database.create_tables()
+        with database.engine.connect() as conn:
+            lz4 = conn.execute(sa.text("SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
+                                       "WHERE name = 'default_toast_compression'")).scalar()
+        assert lz4, "this PostgreSQL server was built without lz4"
+        big = {f"Device{i}-Property": f"value {i} " * 8 for i in range(120)}
+        database.insert_frames_dataset(_record(), _frames_global(2),
+                                       [{**_frame(0, 0, 0, 0), "metadata_json": big}, _frame(0, 1, 0, 0)])
+        found = _rows(database, "SELECT slice_idx, pg_column_compression(metadata_json) AS method FROM frames "
+                                "ORDER BY slice_idx")
+        assert found == [{"slice_idx": 0, "method": "lz4"}, {"slice_idx": 1, "method": None}]
+        rows = database.get_frames(database.get_dataset(SERIAL)["frames_global"]["id"], with_metadata=True)
+        assert rows[0]["metadata_json"] == big
+    finally:
+        database.dispose()
