@@ -383,7 +383,10 @@ def main() -> None:
                         help="touch this much memory once before timing (0: measure a cold VM)")
     args = parser.parse_args()
 
-    workloads = {"all": list(WORKLOADS.values()), "none": []}.get(args.workload) or [WORKLOADS[args.workload]]
+    if args.workload in ("all", "none"):
+        workloads = list(WORKLOADS.values()) if args.workload == "all" else []
+    else:
+        workloads = [WORKLOADS[args.workload]]
     reuse_freed_buffers()  # as the CLIs do, so the encode floor is not slowed by page faults
     warm = (0.0, 0.0)
     if args.warm_gb:
