@@ -34,6 +34,7 @@ FRAME_COLUMNS = (
 )
 # Frames rows are written in batches of this many rows, so the text sent stays bounded.
 _BATCH_ROWS = 5000
+_COPY_CHUNK = 2**20  # characters handed to libpq per read
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
 
@@ -44,6 +45,41 @@ def _copy_field(value) -> str:
     if isinstance(value, str):
         return value.translate(_COPY_ESCAPES)
     return str(value)
+
+
+class _CopyReader(io.TextIOBase):
+    """A file-like object that formats frames rows in COPY text format as psycopg2 reads them.
+
+    Rows are formatted in batches of _BATCH_ROWS, so the text held at once stays bounded.
+    """
+
+    def __init__(self, frames_global_id: int, frames: list[dict]):
+        self.frames_global_id = frames_global_id
+        self.frames = frames
+        self.next_row = 0
+        self.text = ""
+        self.offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def _format_batch(self) -> str:
+        lines = []
+        for row in self.frames[self.next_row:self.next_row + _BATCH_ROWS]:
+            values = [self.frames_global_id, *(row[c] for c in FRAME_COLUMNS[:-1]), _json_column(row["metadata_json"])]
+            lines.append("\t".join(map(_copy_field, values)))
+        self.next_row += _BATCH_ROWS
+        return "\n".join(lines) + "\n" if lines else ""
+
+    def read(self, size: int = -1) -> str:
+        if self.offset >= len(self.text):
+            if self.next_row >= len(self.frames):
+                return ""
+            self.text, self.offset = self._format_batch(), 0
+        end = len(self.text) if size is None or size < 0 else self.offset + size
+        chunk = self.text[self.offset:end]
+        self.offset += len(chunk)
+        return chunk
 
 
 def _json_column(value) -> str | None:
@@ -208,15 +244,8 @@ class Database:
                 row = cursor.fetchone()
                 if row and row[0]:
                     cursor.execute("SET LOCAL default_toast_compression = 'lz4'")
-                for start in range(0, len(frames), _BATCH_ROWS):
-                    buffer = io.StringIO()
-                    for row in frames[start:start + _BATCH_ROWS]:
-                        values = [frames_global_id, *(row[c] for c in FRAME_COLUMNS[:-1]),
-                                  _json_column(row["metadata_json"])]
-                        buffer.write("\t".join(map(_copy_field, values)))
-                        buffer.write("\n")
-                    buffer.seek(0)
-                    cursor.copy_expert(sql, buffer)
+                # One streamed COPY: the server parses rows while the next ones are formatted here.
+                cursor.copy_expert(sql, _CopyReader(frames_global_id, frames), size=_COPY_CHUNK)
             except conn.dialect.loaded_dbapi.Error as exc:
                 # Raw DBAPI errors become SQLAlchemy's, so callers see one kind of error.
                 raise sa.exc.DBAPIError.instance(sql, None, exc, conn.dialect.loaded_dbapi.Error) from exc

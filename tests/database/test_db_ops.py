@@ -422,3 +422,17 @@ def test_large_frame_metadata_is_compressed_with_lz4_on_postgresql(pg_url):
         assert rows[0]["metadata_json"] == big
     finally:
         database.dispose()
+
+
+def test_frames_are_written_in_several_batches(database, monkeypatch):
+    """Rows stream in batches (COPY chunks on PostgreSQL, executemany batches elsewhere); none is lost."""
+    from imaging_db.database import db_ops
+
+    monkeypatch.setattr(db_ops, "_BATCH_ROWS", 3)
+    monkeypatch.setattr(db_ops, "_COPY_CHUNK", 50)
+    frames = [{**_frame(0, z, 0, 0), "metadata_json": {"z": z, "text": "tab\there\nnew line \\ back"}}
+              for z in range(10)]
+    database.insert_frames_dataset(_record(), _frames_global(10, z=10), frames)
+    rows = database.get_frames(database.get_dataset(SERIAL)["frames_global"]["id"], with_metadata=True)
+    assert [r["slice_idx"] for r in rows] == list(range(10))
+    assert [r["metadata_json"] for r in rows] == [f["metadata_json"] for f in frames]
