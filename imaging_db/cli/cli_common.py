@@ -33,8 +33,12 @@ def positive_int(text: str) -> int:
     return value
 
 
-def run(main: Callable[[argparse.Namespace], int], args: argparse.Namespace, prog: str) -> int:
-    """Run ``main(args)``; print any error as one line on stderr and return the exit code."""
+def run(main: Callable[[argparse.Namespace], int], args: argparse.Namespace, prog: str,
+        on_interrupt: str = "") -> int:
+    """Run ``main(args)``; print any error as one line on stderr and return the exit code.
+
+    ``on_interrupt`` is added to the line printed on Ctrl-C (what the user can do next).
+    """
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -51,7 +55,7 @@ def run(main: Callable[[argparse.Namespace], int], args: argparse.Namespace, pro
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted{on_interrupt}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # anything unforeseen still gets one line, never a bare traceback
         if args.verbose:

@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``data_uploader`` console script."""
     args = parse_args(argv)
     reuse_freed_buffers()
-    return run(_main, args, "data_uploader")
+    return run(_main, args, "data_uploader",
+               on_interrupt="; nothing of the interrupted dataset was registered: rerun with --override to resume it")
 
 
 if __name__ == "__main__":

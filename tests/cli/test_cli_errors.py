@@ -317,3 +317,30 @@ def test_cli_as_scripts_and_console_scripts(tmp_path):
                               "--config", str(config)], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert failing.returncode == 1
     assert failing.stderr.strip().splitlines() == [f"data_uploader: error: CSV file '{tmp_path / 'missing.csv'}' does not exist"]
+
+
+def test_ctrl_c_during_upload_says_how_to_resume(tmp_path, local, capsys, monkeypatch):
+    write_mm_ometiff(tmp_path / "acq", ["GFP"], 6, 1, 1, shape=SHAPE)
+    config = config_file(tmp_path, local, upload_type="frames", frames_format="ome_tiff", nbr_workers=1)
+    csv_path = write_csv(tmp_path, [{"dataset_id": ID, "file_name": str(tmp_path / "acq")}])
+    from imaging_db.filestorage.local_storage import LocalStorage
+
+    real_put, calls = LocalStorage.put, []
+
+    def put_then_ctrl_c(self, key, data):
+        calls.append(key)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real_put(self, key, data)
+
+    monkeypatch.setattr(LocalStorage, "put", put_then_ctrl_c)
+    assert run_upload(csv_path, config, local) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "--override" in err and "Traceback" not in err
+    stored = stored_files(local)
+    assert registered(local) == [] and 2 <= len(stored) < 6
+    assert f"raw_frames/{ID}/im_c000_z002_t000_p000.png" not in stored
+    monkeypatch.setattr(LocalStorage, "put", real_put)
+    assert run_upload(csv_path, config, local, "--override") == 0
+    assert f"{len(stored)} already stored" in capsys.readouterr().out
+    assert registered(local) == [ID] and len(stored_files(local)) == 6
