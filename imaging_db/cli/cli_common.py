@@ -6,7 +6,7 @@ import sys
 import traceback
 from typing import Callable
 
-from imaging_db.errors import ImagingDBError, InputError
+from imaging_db.errors import ImagingDBError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -65,4 +65,4 @@ def run(main: Callable[[argparse.Namespace], int], args: argparse.Namespace, pro
         return EXIT_UNEXPECTED
 
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "InputError", "add_common_arguments", "positive_int", "run"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "add_common_arguments", "positive_int", "run"]

@@ -32,6 +32,8 @@ FRAME_COLUMNS = (
     "sha256",
     "metadata_json",
 )
+# What identifies and locates a frame: everything but its (large) metadata.
+FRAME_COLUMNS_WITHOUT_METADATA = tuple(c for c in FRAME_COLUMNS if c != "metadata_json")
 # Frames rows are written in batches of this many rows, so the text sent stays bounded.
 _BATCH_ROWS = 5000
 _COPY_CHUNK = 2**20  # characters handed to libpq per read
@@ -66,7 +68,8 @@ class _CopyReader(io.TextIOBase):
     def _format_batch(self) -> str:
         lines = []
         for row in self.frames[self.next_row:self.next_row + _BATCH_ROWS]:
-            values = [self.frames_global_id, *(row[c] for c in FRAME_COLUMNS[:-1]), _json_column(row["metadata_json"])]
+            values = [self.frames_global_id, *(row[c] for c in FRAME_COLUMNS_WITHOUT_METADATA),
+                      _json_column(row["metadata_json"])]
             lines.append("\t".join(map(_copy_field, values)))
         self.next_row += _BATCH_ROWS
         return "\n".join(lines) + "\n" if lines else ""
@@ -233,7 +236,7 @@ class Database:
 
     def _insert_frames(self, conn: sa.Connection, frames_global_id: int, frames: list[dict]) -> None:
         """Bulk-insert frames rows: COPY on PostgreSQL, one prepared executemany elsewhere."""
-        columns = ("frames_global_id", *FRAME_COLUMNS)
+        columns = ("frames_global_id", *FRAME_COLUMNS_WITHOUT_METADATA, "metadata_json")
         if conn.dialect.name == "postgresql":
             cursor = conn.connection.driver_connection.cursor()
             sql = f"COPY frames ({', '.join(columns)}) FROM STDIN"
@@ -303,11 +306,18 @@ class Database:
             with self.engine.connect() as conn:
                 row = conn.execute(query).mappings().first()
         except sa.exc.SQLAlchemyError as exc:
-            if not self._has_tables():
+            failure = DatabaseError(
+                f"database {self.describe()}: looking up dataset {serial} failed: {_first_line(exc)}")
+            # A database that cannot even be inspected reports the lookup's own error, not the inspection's.
+            try:
+                has_tables = self._has_tables()
+            except DatabaseError:
+                raise failure from exc
+            if not has_tables:
                 raise NotFoundError(
                     f"dataset {serial} is not in the database {self.describe()}: it holds no imaging_db tables yet"
                 ) from None
-            raise DatabaseError(f"database {self.describe()}: looking up dataset {serial} failed: {_first_line(exc)}") from exc
+            raise failure from exc
         if row is None:
             raise NotFoundError(f"dataset {serial} is not in the database {self.describe()}")
         info: dict = {name: {} for name in parts}
@@ -337,7 +347,7 @@ class Database:
         download does not need it.
         """
         c = _frames.c
-        names = FRAME_COLUMNS if with_metadata else tuple(n for n in FRAME_COLUMNS if n != "metadata_json")
+        names = FRAME_COLUMNS if with_metadata else FRAME_COLUMNS_WITHOUT_METADATA
         query = sa.select(*(getattr(c, name) for name in names)).where(
             c.frames_global_id == frames_global_id
         )

@@ -33,7 +33,7 @@ def make_storage(kind: str, access: str | None = None, *, s3_endpoint_url: str |
         return LocalStorage(access or default_storage_dir())
     if kind == "s3":
         if not access:
-            raise InputError("storage s3 needs a bucket name: set storage_access in the config or --storage_access")
+            raise InputError("storage s3 needs a bucket name: pass --storage_access (or storage_access in the upload config)")
         from imaging_db.filestorage.s3_storage import S3Storage
 
         return S3Storage(access, endpoint_url=s3_endpoint_url, max_connections=max_connections)

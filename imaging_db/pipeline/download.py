@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from imaging_db.database.db_ops import Database
+from imaging_db.database.db_ops import FRAME_COLUMNS_WITHOUT_METADATA, Database
 from imaging_db.errors import InputError, IntegrityError, NotFoundError, StorageError
 from imaging_db.filestorage import DataStorage
 from imaging_db.metadata.dataset_id import parse_dataset_id
@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 GLOBAL_METADATA_FILE = "global_metadata.json"
 FRAMES_META_FILE = "frames_meta.csv"
-FRAMES_META_COLUMNS = ("channel_idx", "slice_idx", "time_idx", "pos_idx", "channel_name", "file_name", "sha256")
+FRAMES_META_COLUMNS = FRAME_COLUMNS_WITHOUT_METADATA
 
 
 @dataclass

@@ -60,6 +60,7 @@ class DatasetResult:
     skipped_frames: int = 0
     seconds: float = 0.0
     error: str | None = None
+    file_name: str | None = None
 
     def summary(self) -> str:
         """One line for the user."""
@@ -67,6 +68,10 @@ class DatasetResult:
             return f"{self.dataset_serial}: FAILED: {self.error}"
         mb = self.raw_bytes / 1e6
         rate = mb / self.seconds if self.seconds > 0 else 0.0
+        if self.file_name is not None:
+            kept = " (already stored)" if self.skipped_frames else ""
+            return (f"{self.dataset_serial}: file {self.file_name}, {mb:.1f} MB{kept}, "
+                    f"{self.seconds:.2f} s, {rate:.1f} MB/s")
         fps = self.nbr_frames / self.seconds if self.seconds > 0 else 0.0
         resumed = f", {self.skipped_frames} already stored" if self.skipped_frames else ""
         return (
@@ -257,7 +262,6 @@ class Uploader:
 
     def _plan(self, row: UploadRow) -> DatasetPlan:
         serial = row.dataset_id.serial
-        global_metadata: dict = {}
         if self.config.upload_type == "file":
             if not row.file_name.is_file():
                 raise InputError(f"dataset {serial}: {row.file_name}: upload_type 'file' needs a file, not a folder")
@@ -266,8 +270,7 @@ class Uploader:
             plan = DatasetPlan(row, "file", {"file_origin": str(row.file_name)})
         else:
             splitter = make_splitter(self.config.frames_format, row.file_name, serial, row.positions)
-            global_metadata = splitter.global_metadata()
-            plan = DatasetPlan(row, "frames", global_metadata, splitter=splitter)
+            plan = DatasetPlan(row, "frames", splitter.global_metadata(), splitter=splitter)
             plan.nbr_frames = self._scan(plan, row)
         if self._filename_parser is not None:
             try:
@@ -385,7 +388,6 @@ class Uploader:
         result = DatasetResult(plan.serial, ok=False)
         rows: list[dict] = []
         written: list[str] = []
-        seen: set[tuple] = set()
         first_where = None
         shape = None
         in_flight: collections.deque = collections.deque()
@@ -405,9 +407,6 @@ class Uploader:
         bar = progress_bar(plan.nbr_frames, plan.serial, "frame", self.progress)
         try:
             for frame in plan.splitter.frames(read_pixels=True):
-                if frame.indices in seen:
-                    raise InputError(f"dataset {plan.serial}: {frame.where}: duplicate frame indices {frame.indices}")
-                seen.add(frame.indices)
                 frame_shape = (frame.pixels.shape, frame.pixels.dtype)
                 if shape is None:
                     shape, first_where = frame_shape, frame.where
@@ -503,7 +502,7 @@ class Uploader:
         self._register(plan, written, lambda: self.database.insert_file_dataset(
             self._record(plan, frames=False), file_global))
         return DatasetResult(plan.serial, ok=True, nbr_frames=0, raw_bytes=size, stored_bytes=size,
-                             skipped_frames=int(skipped))
+                             skipped_frames=int(skipped), file_name=path.name)
 
     def _file_already_stored(self, key: str, path: Path, size: int, sha256: str,
                              existing: dict[str, StoredObject]) -> bool:

@@ -344,3 +344,12 @@ def test_ctrl_c_during_upload_says_how_to_resume(tmp_path, local, capsys, monkey
     assert run_upload(csv_path, config, local, "--override") == 0
     assert f"{len(stored)} already stored" in capsys.readouterr().out
     assert registered(local) == [ID] and len(stored_files(local)) == 6
+
+
+def test_download_from_an_unreachable_database_says_so(tmp_path, capsys):
+    login = tmp_path / "login.json"
+    login.write_text(json.dumps({"drivername": "postgres", "username": "postgres", "host": "127.0.0.1",
+                                 "port": 1, "dbname": "imaging_db"}))
+    assert data_downloader.main(["--id", ID, "--dest", str(tmp_path / "dl"), "--login", str(login)]) == 1
+    line = one_error_line(capsys, f"looking up dataset {ID} failed", "127.0.0.1", "port 1")
+    assert "inspecting tables" not in line

@@ -264,3 +264,9 @@ def test_queued_puts_are_bounded_by_bytes(tmp_path, database, monkeypatch):
     result = _upload_with(storage, tmp_path, database, nbr_workers=2)
     assert result.ok and result.nbr_frames == 24
     assert storage.max_running == 1
+
+
+def test_file_summary_line():
+    result = DatasetResult(ID, ok=True, raw_bytes=3_000_000, stored_bytes=3_000_000, seconds=0.5,
+                           file_name="Plate1_17_SEC61B.tif")
+    assert result.summary() == f"{ID}: file Plate1_17_SEC61B.tif, 3.0 MB, 0.50 s, 6.0 MB/s"
