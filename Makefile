@@ -7,11 +7,11 @@ DEMO_ID := ML-2018-11-07-09-35-54-0010
 
 .PHONY: install demo test bench clean
 
+# PYTHONWARNINGS=ignore: setuptools warns at length about editable installs, nothing to act on.
 $(VENV)/.installed: requirements.txt requirements-dev.txt setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
-	# setuptools warns at length about editable installs; nothing here needs acting on.
 	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
