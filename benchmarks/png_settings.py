@@ -1,21 +1,25 @@
-"""Measure OpenCV's PNG options on benchmark frames: encode time on one core, size, losslessness.
+"""Measure PNG encoders and their options on benchmark frames: encode time on one core, size, losslessness.
 
     python benchmarks/png_settings.py [--workload medium|large] [--frames N]
 
 Writes the workload if needed (see bench.py), encodes N of its frames with
-each setting, checks every result decodes bit-exactly, prints a table and
-appends it to benchmarks/RESULTS.md.
+imaging_db's encoder (the default, ISA-L levels 0-3, and png_compression
+0-9, i.e. standard zlib levels) and with OpenCV's options (its default, each
+compression level, strategy and filter), checks every result decodes
+bit-exactly, prints a table and appends it to benchmarks/RESULTS.md.
 """
 
 import argparse
 import datetime
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
-
 from bench import HERE, WORKLOADS, commit, machine, source_frames, workload_folder
+
+from imaging_db.images import png
 
 STRATEGIES = {
     "default": cv2.IMWRITE_PNG_STRATEGY_DEFAULT,
@@ -32,16 +36,36 @@ FILTERS = {
 }
 
 
-def settings() -> list[tuple[str, list[int]]]:
-    """(label, imencode parameters) for every option measured."""
-    found = [("OpenCV default (imaging_db default)", [])]
+def _isal_level(level: int) -> Callable[[np.ndarray], bytes]:
+    def encode(pixels: np.ndarray) -> bytes:
+        default, png.DEFAULT_ISAL_LEVEL = png.DEFAULT_ISAL_LEVEL, level
+        try:
+            return png.encode_png(pixels)
+        finally:
+            png.DEFAULT_ISAL_LEVEL = default
+    return encode
+
+
+def _opencv(params: list[int]) -> Callable[[np.ndarray], bytes]:
+    return lambda pixels: cv2.imencode(".png", pixels, params)[1].tobytes()
+
+
+def settings() -> list[tuple[str, Callable[[np.ndarray], bytes]]]:
+    """(label, encoder) for every option measured."""
+    found = [(f"imaging_db default (Sub filter, ISA-L level {png.DEFAULT_ISAL_LEVEL})", png.encode_png)]
+    for level in range(4):
+        if level != png.DEFAULT_ISAL_LEVEL:
+            found.append((f"imaging_db, ISA-L level {level}", _isal_level(level)))
     for level in range(10):
-        found.append((f"png_compression {level} (level {level}, default strategy)",
-                      [cv2.IMWRITE_PNG_COMPRESSION, level]))
+        found.append((f"imaging_db png_compression {level} (Sub filter, zlib level {level})",
+                      lambda pixels, level=level: png.encode_png(pixels, level)))
+    found.append(("OpenCV default (level 1, RLE strategy, Sub filter)", _opencv([])))
+    for level in range(10):
+        found.append((f"OpenCV level {level}, default strategy", _opencv([cv2.IMWRITE_PNG_COMPRESSION, level])))
     for name, strategy in STRATEGIES.items():
-        found.append((f"strategy {name}", [cv2.IMWRITE_PNG_STRATEGY, strategy]))
+        found.append((f"OpenCV strategy {name}", _opencv([cv2.IMWRITE_PNG_STRATEGY, strategy])))
     for name, png_filter in FILTERS.items():
-        found.append((f"filter {name}", [cv2.IMWRITE_PNG_FILTER, png_filter]))
+        found.append((f"OpenCV filter {name}", _opencv([cv2.IMWRITE_PNG_FILTER, png_filter])))
     return found
 
 
@@ -68,14 +92,14 @@ def main() -> None:
         "| setting | ms/frame | size / raw | lossless |",
         "|---|---|---|---|",
     ]
-    for label, params in settings():
+    cv2.setNumThreads(1)
+    for label, encode in settings():
         best = float("inf")
         for _ in range(2):
             start = time.perf_counter()
-            encoded = [cv2.imencode(".png", f, params)[1] for f in frames]
+            encoded = [encode(f) for f in frames]
             best = min(best, time.perf_counter() - start)
-        lossless = all(np.array_equal(cv2.imdecode(e, cv2.IMREAD_UNCHANGED), f) for e, f in zip(encoded, frames,
-                                                                                            strict=True))
+        lossless = all(np.array_equal(png.decode_png(e), f) for e, f in zip(encoded, frames, strict=True))
         size = sum(len(e) for e in encoded) / raw
         lines.append(f"| {label} | {best / len(frames) * 1000:.1f} | {size:.3f} | {'yes' if lossless else 'NO'} |")
         print(lines[-1], flush=True)

@@ -10,6 +10,7 @@ from PIL import Image
 
 from imaging_db.errors import InputError, IntegrityError
 from imaging_db.example_data import frame_pixels
+from imaging_db.images import png as png_module
 from imaging_db.images.png import decode_png, encode_png
 
 SHAPE = (64, 48)
@@ -115,6 +116,45 @@ class TestRoundTrip:
         encode_png(pixels)
         np.testing.assert_array_equal(pixels, before)
 
+    @pytest.mark.parametrize("strip_bytes", [1, 100, 1000])
+    @pytest.mark.parametrize("case", list(CASES))
+    def test_strip_boundaries(self, case, strip_bytes, monkeypatch):
+        """Rows are filtered a strip at a time: strips of one row, a few rows and a partial last strip."""
+        monkeypatch.setattr(png_module, "_STRIP_BYTES", strip_bytes)
+        pixels = _pixels(case)
+        png = encode_png(pixels)
+        np.testing.assert_array_equal(_decode_by_spec(png), pixels)
+        np.testing.assert_array_equal(decode_png(png), pixels)
+
+    @pytest.mark.parametrize("shape", [(1, 1), (1, 7), (7, 1), (1, 1, 3), (2, 1, 3), (1, 5, 3)])
+    @pytest.mark.parametrize("dtype", ["uint8", "uint16"])
+    def test_tiny_frames(self, shape, dtype):
+        pixels = frame_pixels(0, 1, 0, 0, shape, dtype)
+        png = encode_png(pixels)
+        np.testing.assert_array_equal(_decode_by_spec(png), pixels)
+        np.testing.assert_array_equal(decode_png(png), pixels)
+
+    @pytest.mark.parametrize("dtype", ["uint8", "uint16"])
+    def test_frame_of_many_strips(self, dtype):
+        pixels = frame_pixels(0, 1, 0, 0, (1500, 1100), dtype, smooth=True)
+        np.testing.assert_array_equal(decode_png(encode_png(pixels)), pixels)
+        with Image.open(io.BytesIO(encode_png(pixels))) as image:
+            np.testing.assert_array_equal(np.asarray(image).astype(pixels.dtype), pixels)
+
+    def test_default_compresses_like_zlib_level_9_or_better(self):
+        """The fast default stays within 2% of the smallest zlib output on fluorescence-like frames."""
+        pixels = frame_pixels(0, 0, 0, 0, (256, 256), "uint16", smooth=True)
+        default, level_9, stored = (len(encode_png(pixels, level)) for level in (None, 9, 0))
+        assert default < 0.7 * stored
+        assert default < 1.02 * level_9
+
+    def test_level_0_stores_the_filtered_rows_uncompressed(self):
+        pixels = _pixels("uint16-gray")
+        idat = b"".join(data for kind, data in _chunks(encode_png(pixels, compression=0)) if kind == b"IDAT")
+        raw = zlib.decompress(idat)
+        assert len(raw) == SHAPE[0] * (1 + 2 * SHAPE[1])
+        assert len(idat) > len(raw)  # stored blocks: nothing compressed
+
     def test_extreme_values(self):
         pixels = np.zeros(SHAPE, dtype=np.uint16)
         pixels[0, 0], pixels[-1, -1], pixels[10, 10] = 65535, 1, 256
@@ -176,6 +216,11 @@ class TestErrors:
     def test_3d_stack_message_names_the_shape(self):
         with pytest.raises(InputError, match=r"shape \(5, 64, 48\)"):
             encode_png(np.zeros((5, *SHAPE), dtype=np.uint16))
+
+    @pytest.mark.parametrize("shape", [(0, 5), (5, 0), (0, 0, 3)])
+    def test_empty_frame(self, shape):
+        with pytest.raises(InputError, match=r"cannot store an empty frame of shape"):
+            encode_png(np.zeros(shape, dtype=np.uint16))
 
     @pytest.mark.parametrize("data", [b"", b"not a png at all", b"\x89PNG\r\n\x1a\n" + b"\0" * 20])
     def test_decoding_garbage_raises_integrity_error(self, data):
