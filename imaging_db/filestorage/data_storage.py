@@ -2,6 +2,7 @@
 
 import abc
 import posixpath
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,17 @@ class DataStorage(abc.ABC):
     @abc.abstractmethod
     def put(self, key: str, data: bytes) -> None:
         """Store ``data`` under ``key``, replacing any object there; readers never see a partial object."""
+
+    def put_stream(self, key: str, pieces: Iterable[bytes]) -> int:
+        """Store the object made of ``pieces`` joined; return its size.
+
+        Storages that can write pieces as they come (local files) hold no
+        whole object; the default joins them and calls ``put``. If the
+        iterator raises, nothing is stored under ``key``.
+        """
+        data = b"".join(pieces)
+        self.put(key, data)
+        return len(data)
 
     @abc.abstractmethod
     def put_file(self, key: str, path: Path) -> None:

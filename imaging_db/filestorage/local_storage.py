@@ -4,6 +4,7 @@ import contextlib
 import os
 import shutil
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 from imaging_db.errors import NotFoundError, StorageError
@@ -64,6 +65,19 @@ class LocalStorage(DataStorage):
 
     def put(self, key: str, data: bytes) -> None:
         self._write_atomically(key, lambda temp: temp.write_bytes(data))
+
+    def put_stream(self, key: str, pieces: Iterable[bytes]) -> int:
+        size = 0
+
+        def write(temp: Path) -> None:
+            nonlocal size
+            with open(temp, "wb") as handle:
+                for piece in pieces:
+                    handle.write(piece)
+                    size += len(piece)
+
+        self._write_atomically(key, write)
+        return size
 
     def put_file(self, key: str, path: Path) -> None:
         self._write_atomically(key, lambda temp: shutil.copyfile(path, temp))

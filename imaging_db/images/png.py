@@ -14,11 +14,14 @@ Decoding uses OpenCV, imported only when needed.
 
 import struct
 import zlib
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import numpy as np
 from isal import isal_zlib
 
 from imaging_db.errors import InputError, IntegrityError
+from imaging_db.images.file_pixels import FilePixels
 
 STORABLE_DTYPES = (np.uint8, np.uint16)
 
@@ -27,8 +30,10 @@ DEFAULT_ISAL_LEVEL = 3
 # PNG colour types and filter types (PNG specification, sections 11.2.2 and 9.2)
 _GRAY, _RGB = 0, 2
 _FILTER_SUB = 1
-# Rows are filtered and fed to the compressor in strips of about this many bytes.
+# Rows are filtered and fed to the compressor in strips of about this many bytes,
+# and the compressed data is written in IDAT chunks of about _IDAT_BYTES.
 _STRIP_BYTES = 256 * 1024
+_IDAT_BYTES = 256 * 1024
 
 
 def _chunk(kind: bytes, *pieces: bytes) -> list[bytes]:
@@ -39,7 +44,31 @@ def _chunk(kind: bytes, *pieces: bytes) -> list[bytes]:
     return [struct.pack(">I", sum(len(piece) for piece in pieces)), kind, *pieces, struct.pack(">I", crc)]
 
 
-def _check_storable(pixels: np.ndarray) -> int:
+@contextmanager
+def _strip_copier(pixels: np.ndarray | FilePixels, strip: np.ndarray) -> Iterator[Callable[[int, int], None]]:
+    """Yield ``copy(first_row, rows)``, which puts those rows of the frame, big-endian, into ``strip``."""
+    if isinstance(pixels, FilePixels):
+        with pixels.reader() as read:
+            if pixels.file_dtype == strip.dtype:  # 8 bits, or a big-endian file: read in place
+                yield lambda first, rows: read(first, strip[:rows])
+                return
+            in_file_order = np.empty(strip.shape, dtype=pixels.file_dtype)
+
+            def swap(first: int, rows: int) -> None:
+                read(first, in_file_order[:rows])
+                strip[:rows] = in_file_order[:rows]
+
+            yield swap
+        return
+    width, channels = strip.shape[1:]
+
+    def copy(first: int, rows: int) -> None:
+        strip[:rows] = pixels[first:first + rows].reshape(rows, width, channels)
+
+    yield copy
+
+
+def _check_storable(pixels: np.ndarray | FilePixels) -> int:
     """Return the number of channels of a storable frame, or raise InputError."""
     if pixels.dtype not in STORABLE_DTYPES:
         raise InputError(f"cannot store {pixels.dtype} pixels as PNG: only uint8 and uint16")
@@ -50,30 +79,49 @@ def _check_storable(pixels: np.ndarray) -> int:
     raise InputError(f"cannot store a frame of shape {pixels.shape} as PNG: need 2D grayscale or RGB")
 
 
-def encode_png(pixels: np.ndarray, compression: int | None = None) -> bytes:
+def encode_png(pixels: np.ndarray | FilePixels, compression: int | None = None) -> bytes:
     """Encode a frame as PNG, bit-exactly.
 
     Parameters
     ----------
-    pixels : numpy.ndarray
-        ``(height, width)`` grayscale or ``(height, width, 3)`` RGB, uint8 or uint16.
+    pixels : numpy.ndarray or FilePixels
+        ``(height, width)`` grayscale or ``(height, width, 3)`` RGB, uint8 or
+        uint16; a FilePixels is read from its file a strip at a time.
     compression : int, optional
         zlib level 0-9 (standard zlib); default ISA-L level 3, the fastest.
 
     Raises
     ------
     InputError
-        On an unsupported shape or dtype, or an empty frame.
+        On an unsupported shape or dtype, an empty frame, or a FilePixels whose file cannot be read.
+    """
+    return b"".join(png_pieces(pixels, compression))
+
+
+def png_pieces(pixels: np.ndarray | FilePixels, compression: int | None = None) -> Iterator[bytes]:
+    """Encode a frame as PNG, as an iterator over the pieces of the file, in order.
+
+    The compressed rows come out as they are produced, in IDAT chunks of
+    about _IDAT_BYTES, so a caller that writes them away holds no whole PNG.
+    Parameters and errors as for ``encode_png``; shape and dtype are checked
+    before the iterator is returned.
     """
     channels = _check_storable(pixels)
     height, width = pixels.shape[:2]
     if height == 0 or width == 0:
         raise InputError(f"cannot store an empty frame of shape {pixels.shape} as PNG")
+    return _pieces(pixels, channels, compression)
+
+
+def _pieces(pixels: np.ndarray | FilePixels, channels: int, compression: int | None) -> Iterator[bytes]:
+    height, width = pixels.shape[:2]
+    sample = pixels.dtype.itemsize
+    header = struct.pack(">IIBBBBB", width, height, 8 * sample, _GRAY if channels == 1 else _RGB, 0, 0, 0)
+    yield b"".join([PNG_SIGNATURE, *_chunk(b"IHDR", header)])
     if compression is None:
         compressor = isal_zlib.compressobj(DEFAULT_ISAL_LEVEL)
     else:
         compressor = zlib.compressobj(int(compression))
-    sample = pixels.dtype.itemsize
     pixel_bytes = channels * sample
     row_bytes = width * pixel_bytes
     strip_rows = max(1, min(height, _STRIP_BYTES // row_bytes))
@@ -82,18 +130,25 @@ def encode_png(pixels: np.ndarray, compression: int | None = None) -> bytes:
     source_rows = big_endian.view(np.uint8).reshape(strip_rows, row_bytes)
     filtered = np.empty((strip_rows, 1 + row_bytes), dtype=np.uint8)
     filtered[:, 0] = _FILTER_SUB
-    parts = []
-    for first in range(0, height, strip_rows):
-        rows = min(strip_rows, height - first)
-        big_endian[:rows] = pixels[first:first + rows].reshape(rows, width, channels)
-        raw, out = source_rows[:rows], filtered[:rows]
-        # Sub: each byte minus the same byte of the pixel to its left, modulo 256.
-        out[:, 1:1 + pixel_bytes] = raw[:, :pixel_bytes]
-        np.subtract(raw[:, pixel_bytes:], raw[:, :-pixel_bytes], out=out[:, 1 + pixel_bytes:])
-        parts.append(compressor.compress(out))
-    parts.append(compressor.flush())
-    header = struct.pack(">IIBBBBB", width, height, 8 * sample, _GRAY if channels == 1 else _RGB, 0, 0, 0)
-    return b"".join([PNG_SIGNATURE, *_chunk(b"IHDR", header), *_chunk(b"IDAT", *parts), *_chunk(b"IEND")])
+    pending: list[bytes] = []
+    pending_bytes = 0
+    with _strip_copier(pixels, big_endian) as copy_rows:
+        for first in range(0, height, strip_rows):
+            rows = min(strip_rows, height - first)
+            copy_rows(first, rows)
+            raw, out = source_rows[:rows], filtered[:rows]
+            # Sub: each byte minus the same byte of the pixel to its left, modulo 256.
+            out[:, 1:1 + pixel_bytes] = raw[:, :pixel_bytes]
+            np.subtract(raw[:, pixel_bytes:], raw[:, :-pixel_bytes], out=out[:, 1 + pixel_bytes:])
+            piece = compressor.compress(out)
+            if piece:
+                pending.append(piece)
+                pending_bytes += len(piece)
+            if pending_bytes >= _IDAT_BYTES:
+                yield b"".join(_chunk(b"IDAT", *pending))
+                pending, pending_bytes = [], 0
+    pending.append(compressor.flush())
+    yield b"".join([*_chunk(b"IDAT", *pending), *_chunk(b"IEND")])
 
 
 def decode_png(data: bytes, what: str = "PNG") -> np.ndarray:

@@ -13,10 +13,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from imaging_db.database.db_ops import Database, DatasetRecord
 from imaging_db.errors import DatasetExistsError, ImagingDBError, InputError
 from imaging_db.filestorage import DataStorage, StoredObject
-from imaging_db.images.png import encode_png
+from imaging_db.images.png import encode_png, png_pieces
 from imaging_db.images.splitters import Frame, Splitter, make_splitter
 from imaging_db.metadata.filename_parsers import get_filename_parser
 from imaging_db.metadata.json_text import to_json_text
@@ -112,6 +114,17 @@ class _Putter:
         self.room = threading.Condition()
         self.pending: collections.deque = collections.deque()
         self.lock = threading.Lock()
+
+    @property
+    def streams(self) -> bool:
+        """Whether objects are written inline, piece by piece, as the worker produces them."""
+        return self.pool is None
+
+    def put_stream(self, key: str, pieces) -> int:
+        """Store the object made of ``pieces`` now, in the calling worker (only when ``streams``); its size."""
+        size = self.storage.put_stream(key, pieces)
+        self.written.append(key)
+        return size
 
     def put(self, key: str, data: bytes) -> None:
         """Store ``data`` now, or queue it (called from the encoding workers)."""
@@ -353,13 +366,28 @@ class Uploader:
     def _store_frame(self, frame: Frame, prefix: str, existing: dict[str, StoredObject],
                      putter: _Putter) -> _StoredFrame:
         pixels = frame.pixels
-        png = encode_png(pixels, self.config.png_compression)
-        sha256 = hashlib.sha256(png).hexdigest()
         file_name = keys.frame_file_name(*frame.indices)
         key = f"{prefix}/{file_name}"
-        skipped = bool(existing) and self._already_stored(key, png, sha256, existing)
-        if not skipped:
-            putter.put(key, png)
+        skipped = False
+        if putter.streams and not existing:
+            # Local storage: the PNG goes to its file piece by piece as it is encoded, never whole in memory.
+            hasher = hashlib.sha256()
+
+            def hashed(pieces):
+                for piece in pieces:
+                    hasher.update(piece)
+                    yield piece
+
+            stored_bytes = putter.put_stream(key, hashed(png_pieces(pixels, self.config.png_compression)))
+            sha256 = hasher.hexdigest()
+        else:
+            png = encode_png(pixels, self.config.png_compression)
+            sha256 = hashlib.sha256(png).hexdigest()
+            stored_bytes = len(png)
+            skipped = bool(existing) and self._already_stored(key, png, sha256, existing)
+            if not skipped:
+                putter.put(key, png)
+            del png
         row = {
             "channel_idx": frame.channel_idx,
             "slice_idx": frame.slice_idx,
@@ -371,7 +399,7 @@ class Uploader:
             # Serialized here, in parallel with the encoding, so the commit only sends text.
             "metadata_json": to_json_text(frame.metadata),
         }
-        return _StoredFrame(row, pixels.nbytes, len(png), skipped)
+        return _StoredFrame(row, pixels.nbytes, stored_bytes, skipped)
 
     def _max_in_flight(self, frame_bytes: int) -> int:
         """How many frames may be read but not yet stored.
@@ -410,7 +438,9 @@ class Uploader:
                 frame_shape = (frame.pixels.shape, frame.pixels.dtype)
                 if shape is None:
                     shape, first_where = frame_shape, frame.where
-                    max_in_flight = self._max_in_flight(frame.pixels.nbytes)
+                    # Pixels left in the file (FilePixels) take no memory until a worker encodes them.
+                    held = frame.pixels.nbytes if isinstance(frame.pixels, np.ndarray) else 0
+                    max_in_flight = self._max_in_flight(held)
                 elif frame_shape != shape:
                     raise InputError(
                         f"dataset {plan.serial}: {frame.where}: frame is {frame.pixels.dtype} {frame.pixels.shape} "

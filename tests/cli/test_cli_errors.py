@@ -116,6 +116,28 @@ def test_bad_float_pixels_leave_nothing_behind(tmp_path, local, capsys):
     assert stored_files(local) == [] and registered(local) == []
 
 
+@pytest.mark.parametrize("frames_format", ["ome_tiff", "tif_id"])
+def test_truncated_file_is_refused_before_writing(tmp_path, local, capsys, frames_format):
+    """Pixels are read only when encoded, so the scan checks that every page's data lies within its file."""
+    if frames_format == "ome_tiff":
+        (path,) = write_mm_ometiff(tmp_path / "acq", ["GFP"], 3, 1, 1, shape=SHAPE)
+    else:
+        path = write_imagej_stack(tmp_path / "stack.tif", 1, 3, shape=SHAPE)
+    with tifffile.TiffFile(path) as tif:
+        last = tif.pages[-1]
+        cut = last.dataoffsets[0] + 100  # inside the last page's pixels
+    path.write_bytes(path.read_bytes()[:cut])
+    config = config_file(tmp_path, local, upload_type="frames", frames_format=frames_format)
+    csv_path = write_csv(tmp_path, [{"dataset_id": ID, "file_name": str(path)}])
+    assert run_upload(csv_path, config, local) == 1
+    expected = {"ome_tiff": f"page 2: its pixel data ends at byte {cut - 100 + 2 * SHAPE[0] * SHAPE[1]} but the "
+                            f"file has only {cut} bytes (truncated?)",
+                # ImageJ's later IFDs were cut too: checked as a contiguous > 4 GB stack
+                "tif_id": f"the file has {cut} bytes, its 3 images need"}
+    one_error_line(capsys, ID, path.name, expected[frames_format])
+    assert stored_files(local) == [] and registered(local) == []
+
+
 def test_meta_schema_violation(tmp_path, local, capsys):
     write_mm_ometiff(tmp_path / "acq", ["GFP"], 2, 1, 1, shape=SHAPE)
     schema = tmp_path / "schema.json"
@@ -168,14 +190,16 @@ def test_worker_error_reaches_the_user(tmp_path, local, capsys, monkeypatch):
     csv_path = write_csv(tmp_path, [{"dataset_id": ID, "file_name": str(tmp_path / "acq")}])
     import imaging_db.pipeline.upload as upload_module
 
-    real_encode = upload_module.encode_png
+    def failing(real):
+        def encode(pixels, *args):
+            if np.asarray(pixels)[0, 0] == frame_pixels(0, 3, 0, 0, SHAPE)[0, 0]:
+                raise RuntimeError("encoder exploded on slice 3")
+            return real(pixels, *args)
+        return encode
 
-    def failing_encode(pixels, *args):
-        if pixels[0, 0] == frame_pixels(0, 3, 0, 0, SHAPE)[0, 0]:
-            raise RuntimeError("encoder exploded on slice 3")
-        return real_encode(pixels, *args)
-
-    monkeypatch.setattr(upload_module, "encode_png", failing_encode)
+    # Local storage streams the PNG pieces to the file; other storages take the whole PNG.
+    monkeypatch.setattr(upload_module, "png_pieces", failing(upload_module.png_pieces))
+    monkeypatch.setattr(upload_module, "encode_png", failing(upload_module.encode_png))
     assert run_upload(csv_path, config, local) == 2
     err = capsys.readouterr().err
     assert "encoder exploded on slice 3" in err and "--verbose" in err and "Traceback" not in err
@@ -194,7 +218,7 @@ def test_pending_frames_are_bounded(tmp_path, local, monkeypatch):
     from imaging_db.images.splitters.ometif_splitter import OmeTiffSplitter
 
     counts = {"read": 0, "stored": 0, "max_pending": 0}
-    real_frames, real_put = OmeTiffSplitter.frames, LocalStorage.put
+    real_frames, real_put = OmeTiffSplitter.frames, LocalStorage.put_stream
 
     def counting_frames(self, read_pixels=True):
         for frame in real_frames(self, read_pixels):
@@ -203,14 +227,15 @@ def test_pending_frames_are_bounded(tmp_path, local, monkeypatch):
                 counts["max_pending"] = max(counts["max_pending"], counts["read"] - counts["stored"])
             yield frame
 
-    def slow_put(self, key, data):
+    def slow_put(self, key, pieces):
         import time
         time.sleep(0.005)
-        real_put(self, key, data)
+        size = real_put(self, key, pieces)
         counts["stored"] += 1
+        return size
 
     monkeypatch.setattr(OmeTiffSplitter, "frames", counting_frames)
-    monkeypatch.setattr(LocalStorage, "put", slow_put)
+    monkeypatch.setattr(LocalStorage, "put_stream", slow_put)
     assert run_upload(csv_path, config, local) == 0
     assert counts["read"] == 40 and counts["stored"] == 40
     assert counts["max_pending"] <= 2 * 2 + 1
@@ -325,22 +350,22 @@ def test_ctrl_c_during_upload_says_how_to_resume(tmp_path, local, capsys, monkey
     csv_path = write_csv(tmp_path, [{"dataset_id": ID, "file_name": str(tmp_path / "acq")}])
     from imaging_db.filestorage.local_storage import LocalStorage
 
-    real_put, calls = LocalStorage.put, []
+    real_put, calls = LocalStorage.put_stream, []
 
-    def put_then_ctrl_c(self, key, data):
+    def put_then_ctrl_c(self, key, pieces):
         calls.append(key)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        real_put(self, key, data)
+        return real_put(self, key, pieces)
 
-    monkeypatch.setattr(LocalStorage, "put", put_then_ctrl_c)
+    monkeypatch.setattr(LocalStorage, "put_stream", put_then_ctrl_c)
     assert run_upload(csv_path, config, local) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "--override" in err and "Traceback" not in err
     stored = stored_files(local)
     assert registered(local) == [] and 2 <= len(stored) < 6
     assert f"raw_frames/{ID}/im_c000_z002_t000_p000.png" not in stored
-    monkeypatch.setattr(LocalStorage, "put", real_put)
+    monkeypatch.setattr(LocalStorage, "put_stream", real_put)
     assert run_upload(csv_path, config, local, "--override") == 0
     assert f"{len(stored)} already stored" in capsys.readouterr().out
     assert registered(local) == [ID] and len(stored_files(local)) == 6

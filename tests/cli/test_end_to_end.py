@@ -224,22 +224,27 @@ def test_resume_with_override(tmp_path, db_url, login_file, storage_spec, monkey
 
     backend = type(make_storage(storage_spec["storage"], storage_spec["storage_access"],
                                 s3_endpoint_url=storage_spec["s3_endpoint_url"]))
-    real_put = backend.put
+    real_put, real_put_stream = backend.put, backend.put_stream
     calls = {"n": 0}
 
-    def flaky_put(self, key, data):
-        calls["n"] += 1
-        if calls["n"] > 5:
-            raise StorageError("connection reset by peer")
-        return real_put(self, key, data)
+    def flaky(real):
+        def put(self, key, data):
+            calls["n"] += 1
+            if calls["n"] > 5:
+                raise StorageError("connection reset by peer")
+            return real(self, key, data)
+        return put
 
-    monkeypatch.setattr(backend, "put", flaky_put)
+    # A fresh upload streams each PNG to a local file (put_stream); S3 and resumed uploads use put.
+    monkeypatch.setattr(backend, "put", flaky(real_put))
+    monkeypatch.setattr(backend, "put_stream", flaky(real_put_stream))
     assert upload(csv_path, config, login_file) == 1
     err = capsys.readouterr().err
     assert "connection reset by peer" in err and "--override" in err
     assert query(db_url, "SELECT count(*) AS n FROM frames")[0]["n"] == 0
     assert query(db_url, "SELECT count(*) AS n FROM data_set")[0]["n"] == 0
     monkeypatch.setattr(backend, "put", real_put)
+    monkeypatch.setattr(backend, "put_stream", real_put_stream)
     assert issubclass(backend, DataStorage)
 
     # Without --override the leftovers are refused, untouched.

@@ -44,6 +44,23 @@ class TestDataStorageConformance:
         assert set(listed) == {"raw_files/empty.txt"}
         assert listed["raw_files/empty.txt"].size == 0
 
+    def test_put_stream_stores_the_pieces_joined(self, storage):
+        pieces = [_payload(100_000, seed) for seed in range(5)] + [b"", b"end"]
+        key = "raw_frames/ML-2018-11-07-09-35-54-0010/im_c000_z001_t000_p000.png"
+        assert storage.put_stream(key, iter(pieces)) == sum(len(p) for p in pieces)
+        assert storage.get(key) == b"".join(pieces)
+        assert storage.list("raw_frames/")[key].size == sum(len(p) for p in pieces)
+
+    def test_put_stream_failing_midway_stores_nothing(self, storage):
+        def pieces():
+            yield _payload(50_000)
+            raise InputError("page 3: cannot read pixels")
+
+        with pytest.raises(InputError, match="page 3"):
+            storage.put_stream("raw_frames/DS/im.png", pieces())
+        assert storage.list("raw_frames/") == {}
+        assert not storage.exists("raw_frames/DS/im.png")
+
     def test_put_overwrites(self, storage):
         storage.put("a/key", b"first version, longer than the second")
         storage.put("a/key", b"second")

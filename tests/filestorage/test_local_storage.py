@@ -38,6 +38,30 @@ class TestLocalWrites:
         )
         assert not any(name.endswith(".partial") for name in files)
 
+    def test_failed_stream_leaves_no_partial_file(self, local):
+        def pieces():
+            yield b"x" * 1000
+            raise RuntimeError("encoder failed")
+
+        local.put("raw_frames/DS-1/kept.png", b"kept")
+        with pytest.raises(RuntimeError, match="encoder failed"):
+            local.put_stream("raw_frames/DS-1/im.png", pieces())
+        assert _all_files(local.root) == ["raw_frames/DS-1/kept.png"]
+
+    def test_stream_is_written_piece_by_piece(self, local, monkeypatch):
+        """Each piece reaches the file before the next is produced: no whole object in memory."""
+        seen_sizes = []
+
+        def pieces():
+            for i in range(3):
+                partial = list(local.root.rglob("*.partial"))
+                seen_sizes.append(partial[0].stat().st_size if partial else None)
+                yield bytes([i]) * 100_000
+
+        assert local.put_stream("raw_frames/DS-1/im.png", pieces()) == 300_000
+        assert seen_sizes[0] == 0 and seen_sizes[1] >= 100_000 - 8192 and seen_sizes[2] >= 200_000 - 8192
+        assert (local.root / "raw_frames/DS-1/im.png").read_bytes() == b"".join(bytes([i]) * 100_000 for i in range(3))
+
     def test_partial_files_are_not_listed(self, local):
         local.put("raw_frames/DS-1/a.png", b"x")
         # As left by a writer that is still running (or was killed).

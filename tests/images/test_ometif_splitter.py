@@ -7,7 +7,8 @@ import pytest
 import tifffile
 
 from imaging_db.errors import InputError
-from imaging_db.example_data import MM_TAG, mm_frame_metadata, mm_summary, write_mm_ometiff
+from imaging_db.example_data import MM_TAG, frame_pixels, mm_frame_metadata, mm_summary, write_mm_ometiff
+from imaging_db.images.file_pixels import FilePixels
 from imaging_db.images.splitters import OmeTiffSplitter, make_splitter
 
 DATASET = "ML-2018-11-07-09-35-54-0010"
@@ -62,15 +63,17 @@ class TestSingleFile:
         list(make_splitter("ome_tiff", ome_file, DATASET).frames(read_pixels=False))
         assert page_reads == []
 
-    def test_frames_stream_one_page_at_a_time(self, tmp_path, page_reads):
+    def test_pixels_stay_in_the_file_until_encoded(self, tmp_path, page_reads):
+        """Micro-Manager pages are plain: the splitter hands out where each frame lies, and reads nothing."""
         (path,) = write_mm_ometiff(tmp_path / "acq", CHANNELS, nbr_slices=10, nbr_times=5, nbr_positions=1)
         frames = make_splitter("ome_tiff", path, DATASET).frames()
-        first = next(frames)
-        assert first.indices == (0, 0, 0, 0)
-        assert page_reads == [0]
-        next(frames)
-        assert page_reads == [0, 1]
+        first, second = next(frames), next(frames)
         frames.close()
+        assert page_reads == []
+        assert isinstance(first.pixels, FilePixels) and isinstance(second.pixels, FilePixels)
+        assert first.pixels.offset != second.pixels.offset
+        assert first.pixels.where == f"dataset {DATASET}: {path}: page 0"
+        np.testing.assert_array_equal(np.asarray(second.pixels), frame_pixels(*second.indices, (64, 48)))
 
     def test_rgb_uint8(self, tmp_path, check_pixels):
         (path,) = write_mm_ometiff(tmp_path / "acq", ["BF"], 2, 1, 1, shape=(64, 48, 3), dtype="uint8")
@@ -121,12 +124,13 @@ class TestFolder:
         assert {f.indices for f in frames} == _all_indices(2, 2, 2, [0, 2])
         check_pixels(frames)
 
-    def test_positions_filter_without_pixels(self, tmp_path, page_reads):
+    def test_positions_filter_without_pixels(self, tmp_path, page_reads, check_pixels):
         folder = tmp_path / "acq"
         write_mm_ometiff(folder, CHANNELS, 1, 1, nbr_positions=3)
         frames = list(make_splitter("ome_tiff", folder, DATASET, positions=[1]).frames())
         assert [f.indices for f in frames] == [(0, 0, 0, 1), (1, 0, 0, 1)]
-        assert len(page_reads) == 2  # pages of other positions are skipped, not decoded
+        assert page_reads == []  # nothing decoded: the kept frames' pixels are read when encoded
+        check_pixels(frames)
 
 
 class TestMicroManager14:

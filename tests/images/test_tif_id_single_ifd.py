@@ -8,6 +8,7 @@ import tifffile
 
 from imaging_db.errors import InputError
 from imaging_db.example_data import frame_pixels, write_imagej_stack
+from imaging_db.images.file_pixels import FilePixels
 from imaging_db.images.splitters import make_splitter
 
 SHAPE = (40, 56)
@@ -31,8 +32,8 @@ def test_single_ifd_hyperstack_is_read_frame_by_frame(tmp_path):
     frames = list(make_splitter("tif_id", path, "ML-2018-11-07-09-35-54-0010").frames())
     assert [f.indices for f in frames] == [(c, z, t, 0) for t in range(2) for z in range(3) for c in range(2)]
     for frame in frames:
-        assert type(frame.pixels) is np.ndarray and frame.pixels.dtype == np.uint16
-        assert np.array_equal(frame.pixels, frame_pixels(*frame.indices, SHAPE))
+        assert isinstance(frame.pixels, FilePixels) and frame.pixels.dtype == np.uint16
+        assert np.array_equal(np.asarray(frame.pixels), frame_pixels(*frame.indices, SHAPE))
 
 
 def test_single_ifd_hyperstack_truncated_file_is_an_error(tmp_path):

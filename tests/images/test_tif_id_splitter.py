@@ -6,6 +6,7 @@ import tifffile
 
 from imaging_db.errors import InputError
 from imaging_db.example_data import frame_pixels, write_imagej_stack
+from imaging_db.images.file_pixels import FilePixels
 from imaging_db.images.splitters import make_splitter
 
 DATASET = "ML-2018-11-07-09-35-54-0010"
@@ -68,14 +69,15 @@ class TestHyperstack:
         assert all(f.pixels is None for f in frames)
         assert page_reads == []
 
-    def test_frames_stream_one_page_at_a_time(self, tmp_path, page_reads):
+    def test_pixels_stay_in_the_file_until_encoded(self, tmp_path, page_reads):
         path = write_imagej_stack(tmp_path / "big.tif", 2, 20, 3)
         frames = make_splitter("tif_id", path, DATASET).frames()
-        assert next(frames).indices == (0, 0, 0, 0)
-        assert page_reads == [0]
-        assert next(frames).indices == (1, 0, 0, 0)
-        assert page_reads == [0, 1]
+        first, second = next(frames), next(frames)
         frames.close()
+        assert (first.indices, second.indices) == ((0, 0, 0, 0), (1, 0, 0, 0))
+        assert page_reads == []
+        assert isinstance(second.pixels, FilePixels)
+        np.testing.assert_array_equal(np.asarray(second.pixels), frame_pixels(*second.indices, (64, 48)))
 
     def test_positions_in_the_description(self, tmp_path, check_pixels):
         order = _hyperstack_order(2, 2, 2, nbr_positions=2)

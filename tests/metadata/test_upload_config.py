@@ -185,6 +185,6 @@ def test_png_compression_must_be_a_zlib_level(value):
         parse_upload_config({"upload_type": "frames", "frames_format": "ome_tiff", "png_compression": value})
 
 
-def test_png_compression_defaults_to_opencv():
+def test_png_compression_is_unset_by_default():
     assert parse_upload_config({"upload_type": "file"}).png_compression is None
     assert parse_upload_config({"upload_type": "file", "png_compression": 6}).png_compression == 6

@@ -9,13 +9,16 @@ from typing import Iterator
 import numpy as np
 
 from imaging_db.errors import InputError
+from imaging_db.images.file_pixels import FilePixels
 
 
 @dataclass
 class Frame:
     """One 2D frame as read from an image file.
 
-    ``pixels`` is None when the splitter was asked for metadata only.
+    ``pixels`` is None when the splitter was asked for metadata only. Frames
+    stored plainly in their file (uint8/uint16, uncompressed, contiguous) come
+    as a FilePixels, read when the frame is encoded; others as an array.
     """
 
     channel_idx: int
@@ -26,7 +29,7 @@ class Frame:
     metadata: dict
     source: str
     page: int
-    pixels: np.ndarray | None = field(default=None, repr=False)
+    pixels: np.ndarray | FilePixels | None = field(default=None, repr=False)
 
     @property
     def indices(self) -> tuple[int, int, int, int]:
@@ -76,6 +79,32 @@ class Splitter(abc.ABC):
     @abc.abstractmethod
     def frames(self, read_pixels: bool = True) -> Iterator[Frame]:
         """Yield the frames one at a time; with ``read_pixels=False`` only indices and metadata."""
+
+    def check_page_data(self, page, file_size: int, source: Path | str, page_nbr: int) -> None:
+        """Raise InputError if a page's pixel data would run past the end of its file (a truncated file).
+
+        Checked while scanning, so such a file is refused before anything is stored.
+        """
+        ends = [offset + count for offset, count in zip(page.dataoffsets, page.databytecounts, strict=True) if count]
+        if ends and max(ends) > file_size:
+            raise self.error(f"page {page_nbr}: its pixel data ends at byte {max(ends)} but the file has only "
+                             f"{file_size} bytes (truncated?)", source)
+
+    def page_pixels(self, page, source: Path | str, page_nbr: int, byteorder: str) -> np.ndarray | FilePixels:
+        """A TIFF page's pixels: left in the file if stored plainly, else read and made storable (see storable)."""
+        shape = tuple(page.shape)
+        plain = (
+            page.is_final
+            and page.parent.filehandle.is_file
+            and page.dtype is not None
+            and np.dtype(page.dtype) in (np.uint8, np.uint16)
+            and (len(shape) == 2 or (len(shape) == 3 and shape[2] == 3))
+        )
+        if plain:
+            return FilePixels(source, page.dataoffsets[0], shape,
+                              np.dtype(page.dtype).newbyteorder(byteorder),
+                              f"dataset {self.dataset_serial}: {source}: page {page_nbr}")
+        return self.storable(page.asarray(), source, page_nbr)
 
     def storable(self, pixels: np.ndarray, source: Path | str, page: int) -> np.ndarray:
         """Return the pixels as uint8/uint16, 2D or RGB, or raise a clear InputError.

@@ -6,6 +6,7 @@ from typing import Iterator
 
 import tifffile
 
+from imaging_db.errors import InputError
 from imaging_db.images.splitters.base import (
     Frame,
     Splitter,
@@ -82,6 +83,7 @@ class OmeTiffSplitter(Splitter):
         with tif:
             # Keep only the current page in memory however long the file.
             tif.pages.cache = False
+            file_size = tif.filehandle.size
             for page_nbr, page in enumerate(tif.pages):
                 try:
                     meta = read_micromanager_tag(page)
@@ -92,13 +94,15 @@ class OmeTiffSplitter(Splitter):
                     raise self.error(f"page {page_nbr}: {exc}", file) from None
                 if self.positions is not None and pos_idx not in self.positions:
                     continue
+                self.check_page_data(page, file_size, file, page_nbr)
                 pixels = None
                 if read_pixels:
                     try:
-                        pixels = page.asarray()
+                        pixels = self.page_pixels(page, file, page_nbr, tif.byteorder)
                     except (OSError, ValueError, tifffile.TiffFileError) as exc:
+                        if isinstance(exc, InputError):
+                            raise
                         raise self.error(f"page {page_nbr}: cannot read pixels ({exc})", file) from None
-                    pixels = self.storable(pixels, file, page_nbr)
                 channel_name = meta.get("Channel")
                 yield Frame(
                     channel_idx=channel_idx,

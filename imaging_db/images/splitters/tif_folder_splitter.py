@@ -71,6 +71,7 @@ class TifFolderSplitter(Splitter):
                 if len(tif.pages) != 1:
                     raise self.error(f"holds {len(tif.pages)} pages; tif_folder expects single-frame TIFFs", file)
                 page = tif.pages[0]
+                self.check_page_data(page, tif.filehandle.size, file, 0)
                 try:
                     meta = read_micromanager_tag(page)
                     if meta is not None:
@@ -95,7 +96,7 @@ class TifFolderSplitter(Splitter):
                 pixels = None
                 if read_pixels:
                     try:
-                        pixels = self.storable(page.asarray(), file, 0)
+                        pixels = self.page_pixels(page, file, 0, tif.byteorder)
                     except (OSError, ValueError, tifffile.TiffFileError) as exc:
                         if isinstance(exc, InputError):
                             raise

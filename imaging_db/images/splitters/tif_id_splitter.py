@@ -7,6 +7,7 @@ import numpy as np
 import tifffile
 
 from imaging_db.errors import InputError
+from imaging_db.images.file_pixels import FilePixels
 from imaging_db.images.splitters.base import Frame, Splitter, parse_json_tag
 
 _COUNT_KEYS = ("channels", "slices", "positions", "frames")
@@ -88,25 +89,35 @@ class TifIdSplitter(Splitter):
         meta["file_origin"] = str(self.path)
         return meta
 
-    def _map_contiguous(self, tif: tifffile.TiffFile, nbr_pages: int) -> np.ndarray:
-        """Map the pixel data of a hyperstack whose IFDs ImageJ wrote only for the first page (> 4 GB files)."""
+    def _contiguous_layout(self, tif: tifffile.TiffFile, nbr_pages: int) -> tuple[int, tuple, np.dtype]:
+        """(offset, shape, file dtype) of a hyperstack whose IFDs ImageJ wrote only for the first page (> 4 GB).
+
+        Its images lie one after another from the first image's data offset.
+        """
         first = tif.pages[0]
         offset = tif.series[0].dataoffset if tif.series else None
-        if offset is None or first.compression != 1:
+        if offset is None or first.compression != 1 or first.dtype is None:
             raise self.error(
                 f"has {len(tif.pages)} IFDs for {nbr_pages} images and its data is not contiguous and uncompressed"
             )
         dtype = np.dtype(first.dtype).newbyteorder(tif.byteorder)
-        try:
-            return np.memmap(self.path, dtype=dtype, mode="r", offset=offset, shape=(nbr_pages, *first.shape))
-        except (OSError, ValueError) as exc:
-            raise self.error(f"cannot map its contiguous ImageJ data ({exc})") from None
+        shape = tuple(first.shape)
+        needed = offset + nbr_pages * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        size = self.path.stat().st_size
+        if size < needed:
+            raise self.error(f"cannot map its contiguous ImageJ data: the file has {size} bytes, "
+                             f"its {nbr_pages} images need {needed}")
+        return offset, shape, dtype
 
-    def _page_pixels(self, tif: tifffile.TiffFile, page_nbr: int, contiguous: np.ndarray | None) -> np.ndarray:
-        if contiguous is not None:
-            page = contiguous[page_nbr]
-            return np.array(page, dtype=page.dtype.newbyteorder("="))
-        return tif.pages[page_nbr].asarray()
+    def _page_pixels(self, tif: tifffile.TiffFile, page_nbr: int, contiguous: tuple | None) -> np.ndarray:
+        if contiguous is None:
+            return self.page_pixels(tif.pages[page_nbr], self.path, page_nbr, tif.byteorder)
+        offset, shape, dtype = contiguous
+        pixels = FilePixels(self.path, offset + page_nbr * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize,
+                            shape, dtype, f"dataset {self.dataset_serial}: {self.path}: page {page_nbr}")
+        if pixels.dtype in (np.uint8, np.uint16) and (len(shape) == 2 or shape[2:] == (3,)):
+            return pixels
+        return self.storable(pixels.read(), self.path, page_nbr)
 
     def frames(self, read_pixels: bool = True) -> Iterator[Frame]:
         with self._open() as tif:
@@ -116,9 +127,12 @@ class TifIdSplitter(Splitter):
             contiguous = None
             if len(tif.pages) < nbr_pages:
                 # Also when only scanning: a file shorter than its header promises must fail before upload.
-                contiguous = self._map_contiguous(tif, nbr_pages)
+                contiguous = self._contiguous_layout(tif, nbr_pages)
             nc, nz, npos = counts["channels"], counts["slices"], counts["positions"]
+            file_size = tif.filehandle.size
             for page_nbr in range(nbr_pages):
+                if contiguous is None:
+                    self.check_page_data(tif.pages[page_nbr], file_size, self.path, page_nbr)
                 channel_idx = page_nbr % nc
                 slice_idx = (page_nbr // nc) % nz
                 pos_idx = (page_nbr // (nc * nz)) % npos
@@ -131,7 +145,6 @@ class TifIdSplitter(Splitter):
                         if isinstance(exc, InputError):
                             raise
                         raise self.error(f"page {page_nbr}: cannot read pixels ({exc})") from None
-                    pixels = self.storable(pixels, self.path, page_nbr)
                 yield Frame(
                     channel_idx=channel_idx,
                     slice_idx=slice_idx,

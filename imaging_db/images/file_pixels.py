@@ -1,0 +1,109 @@
+"""A frame's pixels left in its file, read a strip of rows at a time when the frame is encoded.
+
+Micro-Manager and ImageJ store frames uncompressed and contiguously. For such
+frames a splitter yields a FilePixels instead of an array: the worker that
+encodes the frame reads it from the file in strips straight into the PNG
+filter's buffer, so no thread ever holds a whole frame and memory does not
+grow with the frame size.
+"""
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from imaging_db.errors import InputError
+
+
+class FilePixels:
+    """Pixels stored uncompressed and contiguously at ``offset`` in a file.
+
+    Parameters
+    ----------
+    path : Path
+        The file.
+    offset : int
+        Byte offset of the first pixel.
+    shape : tuple
+        ``(height, width)`` or ``(height, width, 3)``.
+    file_dtype : numpy.dtype
+        uint8 or uint16 in the file's byte order.
+    where : str
+        Names the dataset, file and page, for errors.
+
+    Behaves like a read-only array where the pipeline needs one: ``shape``,
+    ``dtype`` (native byte order), ``ndim``, ``nbytes``, and ``numpy.asarray``
+    reads the whole frame.
+    """
+
+    def __init__(self, path: Path | str, offset: int, shape: tuple[int, ...], file_dtype: np.dtype, where: str):
+        self.path = Path(path)
+        self.offset = int(offset)
+        self.shape = tuple(int(n) for n in shape)
+        self.file_dtype = np.dtype(file_dtype)
+        self.dtype = self.file_dtype.newbyteorder("=")
+        self.where = where
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def row_bytes(self) -> int:
+        return int(np.prod(self.shape[1:], dtype=np.int64)) * self.file_dtype.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self.shape[0] * self.row_bytes
+
+    def __repr__(self) -> str:
+        return f"FilePixels({str(self.path)!r}, offset={self.offset}, shape={self.shape}, dtype={self.file_dtype})"
+
+    def _fail(self, problem: str) -> InputError:
+        return InputError(f"{self.where}: cannot read pixels ({problem})")
+
+    @contextmanager
+    def reader(self) -> Iterator[Callable[[int, np.ndarray], None]]:
+        """Open the file; yield ``read(first_row, out)`` filling ``out`` (file dtype, C order) from that row on.
+
+        Raises
+        ------
+        InputError
+            If the file cannot be read or ends before the frame does.
+        """
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError as exc:
+            raise self._fail(exc.strerror or str(exc)) from None
+
+        def read(first_row: int, out: np.ndarray) -> None:
+            view = memoryview(out).cast("B")
+            position = self.offset + first_row * self.row_bytes
+            done = 0
+            while done < len(view):
+                try:
+                    count = os.preadv(fd, [view[done:]], position + done)
+                except OSError as exc:
+                    raise self._fail(exc.strerror or str(exc)) from None
+                if count == 0:
+                    raise self._fail(f"the file ends at byte {position + done}, inside the frame's "
+                                     f"{self.nbytes} bytes from offset {self.offset}")
+                done += count
+
+        try:
+            yield read
+        finally:
+            os.close(fd)
+
+    def read(self) -> np.ndarray:
+        """The whole frame as an array in native byte order."""
+        pixels = np.empty(self.shape, dtype=self.file_dtype)
+        with self.reader() as read:
+            read(0, pixels)
+        return pixels.astype(self.dtype, copy=False)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        pixels = self.read()
+        return pixels if dtype is None else pixels.astype(dtype, copy=False)
