@@ -8,11 +8,12 @@ DEMO_ID := ML-2018-11-07-09-35-54-0010
 .PHONY: install demo test bench clean
 
 # PYTHONWARNINGS=ignore: setuptools warns at length about editable installs, nothing to act on.
+# editable_mode=compat: a plain path entry, no import hook to load at every start of the CLIs.
 $(VENV)/.installed: requirements.txt requirements-dev.txt setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
-	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --no-deps -e .
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet --no-deps --config-settings editable_mode=compat -e .
 	touch $@
 
 install: $(VENV)/.installed

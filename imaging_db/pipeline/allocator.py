@@ -8,7 +8,6 @@ memory stays bounded because the pipeline bounds the frames in flight.
 """
 
 import ctypes
-import ctypes.util
 import logging
 import sys
 
@@ -35,8 +34,8 @@ def reuse_freed_buffers(mmap_threshold: int = 64 * 2**20, trim_threshold: int = 
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        # The process's own symbols include the C library's: no ctypes.util search (a subprocess).
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
