@@ -124,6 +124,12 @@ def warm_memory(gigabytes: float) -> tuple[float, float]:
     return times[0], times[1]
 
 
+def settle() -> None:
+    """Write dirty pages to disk and give the kernel a moment, between timed steps."""
+    os.sync()
+    time.sleep(1)
+
+
 def encode_floors(folder: Path, nbr_frames: int, compression: int | None) -> tuple[float, float]:
     """Frames/s of PNG encoding alone, every core busy, on frames of the workload (best of three rounds).
 
@@ -283,8 +289,12 @@ def bench_workload(workload: Workload, db: str, data_dir: Path, compression: int
         try:
             upload = run_cli([str(bin_dir / "data_uploader"), "--csv", str(tmp / "files.csv"), "--config",
                               str(tmp / "config.json"), *login_args], env)
+            # Each step starts with the previous one's writes on disk: otherwise the kernel flushes the
+            # upload's half gigabyte of new files during the download, and the download is charged for it.
+            settle()
             download_all = run_cli([str(bin_dir / "data_downloader"), "--id", DATASET, "--dest", str(tmp / "all"),
                                     *login_args, *storage_args], env)
+            settle()
             download_some = run_cli([str(bin_dir / "data_downloader"), "--id", DATASET, "--dest",
                                      str(tmp / "some"), *workload.filtered, *login_args, *storage_args], env)
         finally:
@@ -296,8 +306,7 @@ def bench_workload(workload: Workload, db: str, data_dir: Path, compression: int
         stored_mb = sum(p.stat().st_size for p in (tmp / "all" / DATASET).glob("*.png")) / 1e6
     # The file system is mounted with online discard: let the deletes of this run finish
     # before the next run writes, or they slow it down.
-    os.sync()
-    time.sleep(1)
+    settle()
     fps = workload.nbr_frames / upload.wall
     return {
         "workload": workload.name, "db": db, "storage": storage["storage"] if storage else "local",

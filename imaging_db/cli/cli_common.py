@@ -1,6 +1,7 @@
 """What both CLIs share: logging set-up and turning errors into one line and an exit code."""
 
 import argparse
+import gc
 import logging
 import sys
 import traceback
@@ -33,12 +34,33 @@ def positive_int(text: str) -> int:
     return value
 
 
+def imports_done() -> None:
+    """Called by a CLI once its heavy imports are done (see ``run``).
+
+    The modules' objects live as long as the process: freezing them keeps the
+    cyclic garbage collector from walking them again at every collection.
+    """
+    gc.freeze()
+    gc.enable()
+
+
 def run(main: Callable[[argparse.Namespace], int], args: argparse.Namespace, prog: str,
         on_interrupt: str = "") -> int:
     """Run ``main(args)``; print any error as one line on stderr and return the exit code.
 
     ``on_interrupt`` is added to the line printed on Ctrl-C (what the user can do next).
+    The cyclic garbage collector is off until ``main`` calls ``imports_done``:
+    importing SQLAlchemy and numpy otherwise triggers collections that cost
+    about a tenth of the start-up.
     """
+    gc.disable()
+    try:
+        return _run(main, args, prog, on_interrupt)
+    finally:
+        gc.enable()
+
+
+def _run(main: Callable[[argparse.Namespace], int], args: argparse.Namespace, prog: str, on_interrupt: str) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -65,4 +87,4 @@ def run(main: Callable[[argparse.Namespace], int], args: argparse.Namespace, pro
         return EXIT_UNEXPECTED
 
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "add_common_arguments", "positive_int", "run"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "add_common_arguments", "imports_done", "positive_int", "run"]

@@ -8,7 +8,7 @@ if __package__ in (None, ""):  # run as `python imaging_db/cli/data_downloader.p
 
     sys.path[0] = str(Path(__file__).resolve().parents[2])
 
-from imaging_db.cli.cli_common import EXIT_OK, add_common_arguments, positive_int, run
+from imaging_db.cli.cli_common import EXIT_OK, add_common_arguments, imports_done, positive_int, run
 from imaging_db.pipeline.allocator import reuse_freed_buffers
 
 
@@ -39,6 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _main(args: argparse.Namespace) -> int:
     from imaging_db.pipeline.download import FrameSelection, download_dataset
 
+    imports_done()
     selection = FrameSelection(channels=args.channels, slices=args.slices, times=args.times,
                                positions=args.positions)
     result = download_dataset(

@@ -8,7 +8,7 @@ if __package__ in (None, ""):  # run as `python imaging_db/cli/data_uploader.py`
 
     sys.path[0] = str(Path(__file__).resolve().parents[2])
 
-from imaging_db.cli.cli_common import EXIT_FAILED, EXIT_OK, add_common_arguments, positive_int, run
+from imaging_db.cli.cli_common import EXIT_FAILED, EXIT_OK, add_common_arguments, imports_done, positive_int, run
 from imaging_db.pipeline.allocator import reuse_freed_buffers
 
 
@@ -34,6 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _main(args: argparse.Namespace) -> int:
     from imaging_db.pipeline.upload import upload_from_csv
 
+    imports_done()
     results = upload_from_csv(
         args.csv,
         login=args.login,
