@@ -3,11 +3,16 @@
 import argparse
 import gc
 import logging
+import os
 import sys
 import traceback
 from typing import Callable
 
 from imaging_db.errors import ImagingDBError
+
+# Set before numpy is imported: imaging_db does no linear algebra, and OpenBLAS's
+# idle threads otherwise spin on the cores that encode frames.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 EXIT_OK = 0
 EXIT_FAILED = 1

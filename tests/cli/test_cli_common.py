@@ -43,3 +43,19 @@ def test_collector_is_back_on_after_an_early_error(error, code, capsys):
     assert cli_common.run(main, _args(), "prog") == code
     assert gc.isenabled()
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "1"), ("4", "4")])
+def test_openblas_threads_limited_before_numpy_loads(preset, expected):
+    """The CLIs keep OpenBLAS to one thread (its idle threads spin), unless the user chose otherwise."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if preset:
+        env["OPENBLAS_NUM_THREADS"] = preset
+    code = ("import sys, os, imaging_db.cli.data_uploader; assert 'numpy' not in sys.modules; "
+            "print(os.environ['OPENBLAS_NUM_THREADS'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == expected
