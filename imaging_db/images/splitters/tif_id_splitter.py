@@ -109,7 +109,8 @@ class TifIdSplitter(Splitter):
                              f"its {nbr_pages} images need {needed}")
         return offset, shape, dtype
 
-    def _page_pixels(self, tif: tifffile.TiffFile, page_nbr: int, contiguous: tuple | None) -> np.ndarray:
+    def _page_pixels(self, tif: tifffile.TiffFile, page_nbr: int,
+                     contiguous: tuple | None) -> np.ndarray | FilePixels:
         if contiguous is None:
             return self.page_pixels(tif.pages[page_nbr], self.path, page_nbr, tif.byteorder)
         offset, shape, dtype = contiguous
