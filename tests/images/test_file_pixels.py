@@ -95,3 +95,37 @@ class TestSplittersChoose:
         for frame in make_splitter("ome_tiff", path, DATASET).frames():
             assert isinstance(frame.pixels, FilePixels)
             np.testing.assert_array_equal(decode_png(encode_png(frame.pixels)), frame_pixels(*frame.indices, (64, 48)))
+
+
+class TestBoundedMemory:
+    def test_encoding_from_the_file_never_holds_the_frame(self, tmp_path):
+        """A 2048x2048 uint16 frame (8 MB) streams through strip buffers: the peak is a fraction of the frame.
+
+        About 2.5 MB: three 256 KB strip buffers, one IDAT chunk being joined and the compressor's output.
+        """
+        import tracemalloc
+
+        pixels = frame_pixels(0, 0, 0, 0, (2048, 2048), "uint16", smooth=True)
+        source = _raw_file(tmp_path, pixels, "<")
+        del pixels
+        tracemalloc.start()
+        try:
+            size = sum(len(piece) for piece in png_module.png_pieces(source))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert size > 1_000_000
+        assert peak < 4_000_000, f"peak {peak} bytes while encoding an 8 MB frame"
+
+    def test_encoding_an_array_is_bounded_by_the_strips_too(self, tmp_path):
+        import tracemalloc
+
+        pixels = frame_pixels(0, 0, 0, 0, (2048, 2048), "uint16", smooth=True)
+        tracemalloc.start()
+        try:
+            for _ in png_module.png_pieces(pixels):
+                pass
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 4_000_000, f"peak {peak} bytes beyond the 8 MB frame itself"
