@@ -7,7 +7,6 @@ filter's buffer, so no thread ever holds a whole frame and memory does not
 grow with the frame size.
 """
 
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -74,7 +73,8 @@ class FilePixels:
             If the file cannot be read or ends before the frame does.
         """
         try:
-            fd = os.open(self.path, os.O_RDONLY)
+            # Unbuffered: readinto fills the caller's array straight from the file, without the GIL.
+            handle = open(self.path, "rb", buffering=0)
         except OSError as exc:
             raise self._fail(exc.strerror or str(exc)) from None
 
@@ -82,20 +82,19 @@ class FilePixels:
             view = memoryview(out).cast("B")
             position = self.offset + first_row * self.row_bytes
             done = 0
-            while done < len(view):
-                try:
-                    count = os.preadv(fd, [view[done:]], position + done)
-                except OSError as exc:
-                    raise self._fail(exc.strerror or str(exc)) from None
-                if count == 0:
-                    raise self._fail(f"the file ends at byte {position + done}, inside the frame's "
-                                     f"{self.nbytes} bytes from offset {self.offset}")
-                done += count
+            try:
+                handle.seek(position)
+                while done < len(view):
+                    count = handle.readinto(view[done:])
+                    if not count:
+                        raise self._fail(f"the file ends at byte {position + done}, inside the frame's "
+                                         f"{self.nbytes} bytes from offset {self.offset}")
+                    done += count
+            except OSError as exc:
+                raise self._fail(exc.strerror or str(exc)) from None
 
-        try:
+        with handle:
             yield read
-        finally:
-            os.close(fd)
 
     def read(self) -> np.ndarray:
         """The whole frame as an array in native byte order."""
