@@ -5,7 +5,7 @@ import datetime
 import io
 import logging
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
@@ -34,8 +34,13 @@ FRAME_COLUMNS = (
 )
 # What identifies and locates a frame: everything but its (large) metadata.
 FRAME_COLUMNS_WITHOUT_METADATA = tuple(c for c in FRAME_COLUMNS if c != "metadata_json")
+# The frames columns written when a dataset is registered, in this order.
+_COPY_COLUMNS = ("frames_global_id", *FRAME_COLUMNS_WITHOUT_METADATA, "metadata_json")
 # Frames rows are written in batches of this many rows, so the text sent stays bounded.
 _BATCH_ROWS = 5000
+# A batch also ends once its rows' metadata reaches this many characters, so that the
+# rows in flight stay a few MB however much metadata each frame carries.
+_BATCH_METADATA_CHARS = 2 * 2**20
 _COPY_CHUNK = 2**20  # characters handed to libpq per read
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
@@ -52,13 +57,12 @@ def _copy_field(value) -> str:
 class _CopyReader(io.TextIOBase):
     """A file-like object that formats frames rows in COPY text format as psycopg2 reads them.
 
-    Rows are formatted in batches of _BATCH_ROWS, so the text held at once stays bounded.
+    Rows are taken from an iterator and formatted in batches of _BATCH_ROWS, so
+    neither the rows nor the text need to be held all at once.
     """
 
-    def __init__(self, frames_global_id: int, frames: list[dict]):
-        self.frames_global_id = frames_global_id
-        self.frames = frames
-        self.next_row = 0
+    def __init__(self, frames_global_id: int, frames: Iterator[dict]):
+        self.batches = _batches(frames, frames_global_id)
         self.text = ""
         self.offset = 0
 
@@ -66,23 +70,36 @@ class _CopyReader(io.TextIOBase):
         return True
 
     def _format_batch(self) -> str:
-        lines = []
-        for row in self.frames[self.next_row:self.next_row + _BATCH_ROWS]:
-            values = [self.frames_global_id, *(row[c] for c in FRAME_COLUMNS_WITHOUT_METADATA),
-                      _json_column(row["metadata_json"])]
-            lines.append("\t".join(map(_copy_field, values)))
-        self.next_row += _BATCH_ROWS
+        batch = next(self.batches, [])
+        lines = ["\t".join(map(_copy_field, (row[c] for c in _COPY_COLUMNS))) for row in batch]
         return "\n".join(lines) + "\n" if lines else ""
 
     def read(self, size: int = -1) -> str:
         if self.offset >= len(self.text):
-            if self.next_row >= len(self.frames):
-                return ""
             self.text, self.offset = self._format_batch(), 0
+            if not self.text:
+                return ""
         end = len(self.text) if size is None or size < 0 else self.offset + size
         chunk = self.text[self.offset:end]
         self.offset += len(chunk)
         return chunk
+
+
+def _batches(frames: Iterator[dict], frames_global_id: int) -> Iterator[list[dict]]:
+    """Group rows for the database: at most _BATCH_ROWS rows or _BATCH_METADATA_CHARS of metadata.
+
+    Each row is given its ``frames_global_id`` and its metadata as JSON text.
+    """
+    batch, chars = [], 0
+    for row in frames:
+        metadata = _json_column(row["metadata_json"])
+        batch.append({**row, "frames_global_id": frames_global_id, "metadata_json": metadata})
+        chars += len(metadata) if metadata else 0
+        if len(batch) >= _BATCH_ROWS or chars >= _BATCH_METADATA_CHARS:
+            yield batch
+            batch, chars = [], 0
+    if batch:
+        yield batch
 
 
 def _json_column(value) -> str | None:
@@ -206,7 +223,7 @@ class Database:
         except sa.exc.SQLAlchemyError as exc:
             raise DatabaseError(f"dataset {serial}: registering in database {self.describe()} failed: {_first_line(exc)}") from exc
 
-    def insert_frames_dataset(self, dataset: DatasetRecord, frames_global: dict, frames: list[dict]) -> None:
+    def insert_frames_dataset(self, dataset: DatasetRecord, frames_global: dict, frames: Iterable[dict]) -> None:
         """Register a frames dataset: data_set, frames_global and all frames rows, in one transaction.
 
         Parameters
@@ -214,8 +231,8 @@ class Database:
         dataset : DatasetRecord
         frames_global : dict
             Values of the frames_global columns other than id and data_set_id.
-        frames : list of dict
-            One dict per frame with the keys of ``FRAME_COLUMNS``.
+        frames : iterable of dict
+            One dict per frame with the keys of ``FRAME_COLUMNS``; read once, as the rows are sent.
 
         Raises
         ------
@@ -231,12 +248,11 @@ class Database:
             frames_global_id = conn.execute(
                 sa.insert(_frames_global).values(data_set_id=data_set_id, **frames_global)
             ).inserted_primary_key[0]
-            if frames:
-                self._insert_frames(conn, frames_global_id, frames)
+            self._insert_frames(conn, frames_global_id, iter(frames))
 
-    def _insert_frames(self, conn: sa.Connection, frames_global_id: int, frames: list[dict]) -> None:
+    def _insert_frames(self, conn: sa.Connection, frames_global_id: int, frames: Iterator[dict]) -> None:
         """Bulk-insert frames rows: COPY on PostgreSQL, one prepared executemany elsewhere."""
-        columns = ("frames_global_id", *FRAME_COLUMNS_WITHOUT_METADATA, "metadata_json")
+        columns = _COPY_COLUMNS
         if conn.dialect.name == "postgresql":
             cursor = conn.connection.driver_connection.cursor()
             sql = f"COPY frames ({', '.join(columns)}) FROM STDIN"
@@ -258,11 +274,8 @@ class Database:
         statement = sa.text(
             f"INSERT INTO frames ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
         )
-        for start in range(0, len(frames), _BATCH_ROWS):
-            conn.execute(statement, [
-                {**row, "frames_global_id": frames_global_id, "metadata_json": _json_column(row["metadata_json"])}
-                for row in frames[start:start + _BATCH_ROWS]
-            ])
+        for batch in _batches(frames, frames_global_id):
+            conn.execute(statement, batch)
 
     def insert_file_dataset(self, dataset: DatasetRecord, file_global: dict) -> None:
         """Register a file dataset: data_set and file_global rows, in one transaction.

@@ -1,7 +1,7 @@
 """Upload pipeline: validate every input, stream frames through a worker pool, register in one commit.
 
     CSV row + config -> Splitter.frames() -> workers: PNG encode + sha256 + DataStorage.put
-                     -> rows collected -> one transaction: data_set + frames_global + frames
+                     -> rows spooled to a temporary file -> one transaction: data_set + frames_global + frames
 """
 
 import collections
@@ -27,6 +27,7 @@ from imaging_db.metadata.upload_config import UploadConfig
 from imaging_db.metadata.upload_csv import UploadRow
 from imaging_db.pipeline import keys
 from imaging_db.pipeline.progress import progress_bar
+from imaging_db.pipeline.row_spool import RowSpool
 
 logger = logging.getLogger(__name__)
 
@@ -414,7 +415,7 @@ class Uploader:
     def _upload_frames(self, plan: DatasetPlan) -> DatasetResult:
         prefix = keys.frames_dir(plan.serial)
         result = DatasetResult(plan.serial, ok=False)
-        rows: list[dict] = []
+        rows = RowSpool()  # on disk: memory does not grow with the number of frames
         written: list[str] = []
         first_where = None
         shape = None
@@ -423,7 +424,7 @@ class Uploader:
 
         def collect(future: concurrent.futures.Future) -> None:
             stored = future.result()
-            rows.append(stored.row)
+            rows.add(stored.row)
             result.raw_bytes += stored.raw_bytes
             result.stored_bytes += stored.stored_bytes
             result.skipped_frames += stored.skipped
@@ -459,6 +460,7 @@ class Uploader:
             pool.shutdown(wait=True)
             putter.close()
             bar.close()
+            rows.close()
             if isinstance(exc, InputError):
                 # Bad data will not get better on a rerun: leave no orphan objects behind.
                 self._delete(written)
@@ -477,15 +479,15 @@ class Uploader:
             "im_height": int(height),
             "im_colors": int(shape[0][2]) if len(shape[0]) == 3 else 1,
             "bit_depth": str(shape[1]),
-            "nbr_slices": len({r["slice_idx"] for r in rows}),
-            "nbr_channels": len({r["channel_idx"] for r in rows}),
-            "nbr_timepoints": len({r["time_idx"] for r in rows}),
-            "nbr_positions": len({r["pos_idx"] for r in rows}),
+            "nbr_slices": len(rows.slices),
+            "nbr_channels": len(rows.channels),
+            "nbr_timepoints": len(rows.times),
+            "nbr_positions": len(rows.positions),
             "metadata_json": plan.global_metadata,
         }
-        rows.sort(key=lambda r: (r["pos_idx"], r["time_idx"], r["channel_idx"], r["slice_idx"]))
-        self._register(plan, written, lambda: self.database.insert_frames_dataset(
-            self._record(plan, frames=True), frames_global, rows))
+        with rows:
+            self._register(plan, written, lambda: self.database.insert_frames_dataset(
+                self._record(plan, frames=True), frames_global, rows.sorted_rows()))
         result.ok = True
         result.nbr_frames = len(rows)
         return result

@@ -117,6 +117,41 @@ def test_insert_frames_dataset_writes_all_rows(database):
     assert _count(database, "file_global") == 0
 
 
+def test_insert_frames_from_an_iterator_read_once(database, monkeypatch):
+    """Rows may come from a generator (the upload's spool): each is read once, in batches, in order."""
+    from imaging_db.database import db_ops
+
+    monkeypatch.setattr(db_ops, "_BATCH_ROWS", 4)  # several batches, the last one partial
+    frames = [_frame(c, z, 0, 0) for c in range(2) for z in range(5)]
+    taken = []
+
+    def generate():
+        for frame in frames:
+            taken.append(frame["file_name"])
+            yield frame
+
+    database.insert_frames_dataset(_record(), _frames_global(10, c=2, z=5), generate())
+    assert taken == [f["file_name"] for f in frames]
+    stored = _rows(database, "SELECT file_name FROM frames ORDER BY id")
+    assert [r["file_name"] for r in stored] == [f["file_name"] for f in frames]
+    assert [r["metadata_json"] for r in database.get_frames(_fgid(database), with_metadata=True)] == \
+           [f["metadata_json"] for f in frames]
+
+
+def test_batches_are_bounded_by_rows_and_by_metadata_size(monkeypatch):
+    """Frames with a lot of metadata go to the database in smaller batches, so memory stays a few MB."""
+    from imaging_db.database import db_ops
+
+    monkeypatch.setattr(db_ops, "_BATCH_ROWS", 5)
+    monkeypatch.setattr(db_ops, "_BATCH_METADATA_CHARS", 250)
+    small = [{**_frame(0, z, 0, 0), "metadata_json": "{}"} for z in range(12)]
+    big = [{**_frame(0, z, 0, 0), "metadata_json": {"note": "x" * 90}} for z in range(7)]
+    assert [len(b) for b in db_ops._batches(iter(small), 9)] == [5, 5, 2]
+    batches = list(db_ops._batches(iter(big), 9))
+    assert [len(b) for b in batches] == [3, 3, 1]  # about 100 characters of JSON per row
+    assert all(r["frames_global_id"] == 9 and isinstance(r["metadata_json"], str) for b in batches for r in b)
+
+
 def test_insert_dataset_with_no_frames(database):
     database.insert_frames_dataset(_record(), _frames_global(0), [])
     assert _count(database, "frames_global") == 1
