@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
 from imaging_db.defaults import default_sqlite_path
-from imaging_db.errors import DatabaseError, InputError
+from imaging_db.errors import DatabaseError, InputError, NotFoundError
 from imaging_db.metadata.json_files import load_json_file
 from imaging_db.metadata.json_text import to_json_text
 
@@ -97,15 +97,23 @@ def _sqlite_on_connect(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def make_engine(url: URL) -> Engine:
+def make_engine(url: URL, create: bool = True) -> Engine:
     """Create an engine for the URL; for SQLite, create the file's folder.
+
+    With ``create=False`` (readers) a missing SQLite file is an error instead:
+    connecting would leave an empty database file behind.
 
     Raises
     ------
     DatabaseError
         If the SQLite folder cannot be created.
+    NotFoundError
+        If ``create`` is False and the SQLite file does not exist.
     """
     if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:" and not create and not Path(url.database).is_file():
+            raise NotFoundError(f"the SQLite database {url.database!r} does not exist: nothing has been uploaded "
+                                "to it (check --login or $IMAGING_DB_HOME)")
         if url.database and url.database != ":memory:":
             folder = Path(url.database).parent
             try:

@@ -134,11 +134,13 @@ class Database:
     ----------
     url : sqlalchemy.engine.URL
         Where the database is; see :func:`imaging_db.database.connection.load_login`.
+    create : bool
+        Whether a missing SQLite file may be created (False for readers: NotFoundError).
     """
 
-    def __init__(self, url: URL):
+    def __init__(self, url: URL, create: bool = True):
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, create=create)
 
     def __repr__(self) -> str:
         return f"Database({self.describe()})"

@@ -302,7 +302,10 @@ def download_dataset(dataset_serial: str, dest: str | Path, login: str | Path | 
     url = load_login(login)
     data_storage = make_storage(storage, storage_access, s3_endpoint_url=s3_endpoint_url,
                                 max_connections=2 * workers)
-    database = Database(url)
+    try:
+        database = Database(url, create=False)
+    except NotFoundError as exc:
+        raise NotFoundError(f"dataset {dataset_serial} cannot be looked up: {exc}") from None
     try:
         return Downloader(database, data_storage, workers, progress).download(
             dataset_serial, dest, selection, metadata=metadata, download=download)

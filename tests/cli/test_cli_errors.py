@@ -321,6 +321,15 @@ def test_embedded_default_without_login(tmp_path, imaging_home, capsys):
     check_downloaded(tmp_path / "dl" / ID, {(0, z, 0, 0): frame_pixels(0, z, 0, 0, SHAPE) for z in range(3)})
 
 
+def test_download_before_any_upload_creates_no_database(tmp_path, imaging_home, capsys):
+    """A reader pointed at a database that does not exist says so and leaves no empty file behind."""
+    assert data_downloader.main(["--id", ID, "--dest", str(tmp_path / "dl")]) == 1
+    line = one_error_line(capsys, ID, "imaging_db.sqlite", "does not exist", "$IMAGING_DB_HOME")
+    assert line.startswith(f"data_downloader: error: dataset {ID} cannot be looked up: the SQLite database")
+    assert not (imaging_home / "imaging_db.sqlite").exists()
+    assert not (tmp_path / "dl").exists()
+
+
 def test_cli_as_scripts_and_console_scripts(tmp_path):
     """The CLIs run as `python imaging_db/cli/<name>.py` from a checkout and as installed console scripts."""
     write_imagej_stack(tmp_path / "stack.tif", 2, 1, shape=SHAPE)

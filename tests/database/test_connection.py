@@ -2,6 +2,7 @@
 
 import json
 import re
+import sqlite3
 import traceback
 
 import pytest
@@ -9,7 +10,7 @@ from sqlalchemy.engine import URL
 
 from imaging_db.database.connection import load_login, make_engine, safe_url, url_from_login
 from imaging_db.database.db_ops import Database
-from imaging_db.errors import DatabaseError, InputError
+from imaging_db.errors import DatabaseError, InputError, NotFoundError
 
 PASSWORD = "S3cr3tPassw0rd"
 
@@ -142,6 +143,16 @@ def test_sqlite_engine_creates_the_folder_and_enforces_foreign_keys(tmp_path):
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     finally:
         engine.dispose()
+
+
+def test_readers_do_not_create_a_missing_sqlite_file(tmp_path):
+    url = URL.create("sqlite+pysqlite", database=str(tmp_path / "none" / "db.sqlite"))
+    with pytest.raises(NotFoundError, match=r"the SQLite database .*db\.sqlite' does not exist"):
+        make_engine(url, create=False)
+    assert not (tmp_path / "none").exists()
+    (tmp_path / "none").mkdir()
+    sqlite3.connect(tmp_path / "none" / "db.sqlite").close()
+    make_engine(url, create=False).dispose()  # an existing file is fine
 
 
 def test_sqlite_folder_that_cannot_be_created(tmp_path):
