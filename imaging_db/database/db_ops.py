@@ -34,7 +34,7 @@ FRAME_COLUMNS = (
 )
 # What identifies and locates a frame: everything but its (large) metadata.
 FRAME_COLUMNS_WITHOUT_METADATA = tuple(c for c in FRAME_COLUMNS if c != "metadata_json")
-# The frames columns written when a dataset is registered, in this order.
+# The frames columns written when a dataset is registered (COPY or INSERT), in this order.
 _COPY_COLUMNS = ("frames_global_id", *FRAME_COLUMNS_WITHOUT_METADATA, "metadata_json")
 # Frames rows are written in batches of this many rows, so the text sent stays bounded.
 _BATCH_ROWS = 5000
@@ -57,8 +57,8 @@ def _copy_field(value) -> str:
 class _CopyReader(io.TextIOBase):
     """A file-like object that formats frames rows in COPY text format as psycopg2 reads them.
 
-    Rows are taken from an iterator and formatted in batches of _BATCH_ROWS, so
-    neither the rows nor the text need to be held all at once.
+    Rows are taken from an iterator and formatted a batch at a time (see
+    ``_batches``), so neither the rows nor the text are held all at once.
     """
 
     def __init__(self, frames_global_id: int, frames: Iterator[dict]):
@@ -253,11 +253,10 @@ class Database:
             self._insert_frames(conn, frames_global_id, iter(frames))
 
     def _insert_frames(self, conn: sa.Connection, frames_global_id: int, frames: Iterator[dict]) -> None:
-        """Bulk-insert frames rows: COPY on PostgreSQL, one prepared executemany elsewhere."""
-        columns = _COPY_COLUMNS
+        """Bulk-insert frames rows: one streamed COPY on PostgreSQL, executemany by batch elsewhere."""
         if conn.dialect.name == "postgresql":
             cursor = conn.connection.driver_connection.cursor()
-            sql = f"COPY frames ({', '.join(columns)}) FROM STDIN"
+            sql = f"COPY frames ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
             try:
                 # Frame metadata is mostly toasted (compressed) JSONB: lz4 compresses it several
                 # times faster than the default pglz. For this transaction only; readers need nothing.
@@ -274,7 +273,7 @@ class Database:
                 cursor.close()
             return
         statement = sa.text(
-            f"INSERT INTO frames ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
+            f"INSERT INTO frames ({', '.join(_COPY_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COPY_COLUMNS)})"
         )
         for batch in _batches(frames, frames_global_id):
             conn.execute(statement, batch)

@@ -1,9 +1,10 @@
 """Tune glibc's allocator for streaming large frames through worker threads.
 
-Every frame allocates buffers of a few MB (pixels, PNG output). By default
-glibc hands such blocks back to the kernel when they are freed, so the next
-frame page-faults fresh zeroed pages: on a 2-core VM that cost a third of a
-core. Raising the mmap and trim thresholds makes freed frame buffers reusable;
+Frames that are not streamed from file to file (compressed TIFF pages, whole
+PNGs queued for S3, downloaded objects) allocate buffers of a few MB. By
+default glibc hands such blocks back to the kernel when they are freed, so the
+next frame page-faults fresh zeroed pages: on a 2-core VM that cost a third of
+a core. Raising the mmap and trim thresholds makes freed frame buffers reusable;
 memory stays bounded because the pipeline bounds the frames in flight.
 """
 

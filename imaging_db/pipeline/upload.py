@@ -116,13 +116,16 @@ class _Putter:
         self.pending: collections.deque = collections.deque()
         self.lock = threading.Lock()
 
-    @property
-    def streams(self) -> bool:
-        """Whether objects are written inline, piece by piece, as the worker produces them."""
-        return self.pool is None
-
     def put_stream(self, key: str, pieces) -> int:
-        """Store the object made of ``pieces`` now, in the calling worker (only when ``streams``); its size."""
+        """Store the object made of ``pieces``; return its size.
+
+        Inline, the storage writes the pieces as they come (a local file never
+        holds the whole PNG in memory); with an I/O pool they are joined and queued.
+        """
+        if self.pool is not None:
+            data = b"".join(pieces)
+            self.put(key, data)
+            return len(data)
         size = self.storage.put_stream(key, pieces)
         self.written.append(key)
         return size
@@ -370,8 +373,16 @@ class Uploader:
         file_name = keys.frame_file_name(*frame.indices)
         key = f"{prefix}/{file_name}"
         skipped = False
-        if putter.streams and not existing:
-            # Local storage: the PNG goes to its file piece by piece as it is encoded, never whole in memory.
+        if existing:
+            # Resuming: the whole PNG is needed to compare it with what is already stored.
+            png = encode_png(pixels, self.config.png_compression)
+            sha256 = hashlib.sha256(png).hexdigest()
+            stored_bytes = len(png)
+            skipped = self._already_stored(key, png, sha256, existing)
+            if not skipped:
+                putter.put(key, png)
+            del png
+        else:
             hasher = hashlib.sha256()
 
             def hashed(pieces):
@@ -381,14 +392,6 @@ class Uploader:
 
             stored_bytes = putter.put_stream(key, hashed(png_pieces(pixels, self.config.png_compression)))
             sha256 = hasher.hexdigest()
-        else:
-            png = encode_png(pixels, self.config.png_compression)
-            sha256 = hashlib.sha256(png).hexdigest()
-            stored_bytes = len(png)
-            skipped = bool(existing) and self._already_stored(key, png, sha256, existing)
-            if not skipped:
-                putter.put(key, png)
-            del png
         row = {
             "channel_idx": frame.channel_idx,
             "slice_idx": frame.slice_idx,

@@ -197,7 +197,7 @@ def test_worker_error_reaches_the_user(tmp_path, local, capsys, monkeypatch):
             return real(pixels, *args)
         return encode
 
-    # Local storage streams the PNG pieces to the file; other storages take the whole PNG.
+    # Fresh uploads encode through png_pieces; resumed ones (--override) need the whole PNG (encode_png).
     monkeypatch.setattr(upload_module, "png_pieces", failing(upload_module.png_pieces))
     monkeypatch.setattr(upload_module, "encode_png", failing(upload_module.encode_png))
     assert run_upload(csv_path, config, local) == 2

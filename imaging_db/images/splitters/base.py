@@ -90,20 +90,24 @@ class Splitter(abc.ABC):
             raise self.error(f"page {page_nbr}: its pixel data ends at byte {max(ends)} but the file has only "
                              f"{file_size} bytes (truncated?)", source)
 
+    def pixels_in_file(self, source: Path | str, offset: int, shape: tuple, file_dtype: np.dtype,
+                       page_nbr: int) -> np.ndarray | FilePixels:
+        """Pixels stored uncompressed and contiguously at ``offset`` of a file.
+
+        Left in the file (a FilePixels) when PNG takes them as they are (uint8
+        or uint16, 2D or RGB); otherwise read now and made storable.
+        """
+        where = f"dataset {self.dataset_serial}: {source}: page {page_nbr}"
+        pixels = FilePixels(source, offset, shape, file_dtype, where)
+        if pixels.dtype in (np.uint8, np.uint16) and (len(shape) == 2 or (len(shape) == 3 and shape[2] == 3)):
+            return pixels
+        return self.storable(pixels.read(), source, page_nbr)
+
     def page_pixels(self, page, source: Path | str, page_nbr: int, byteorder: str) -> np.ndarray | FilePixels:
-        """A TIFF page's pixels: left in the file if stored plainly, else read and made storable (see storable)."""
-        shape = tuple(page.shape)
-        plain = (
-            page.is_final
-            and page.parent.filehandle.is_file
-            and page.dtype is not None
-            and np.dtype(page.dtype) in (np.uint8, np.uint16)
-            and (len(shape) == 2 or (len(shape) == 3 and shape[2] == 3))
-        )
-        if plain:
-            return FilePixels(source, page.dataoffsets[0], shape,
-                              np.dtype(page.dtype).newbyteorder(byteorder),
-                              f"dataset {self.dataset_serial}: {source}: page {page_nbr}")
+        """A TIFF page's pixels: see ``pixels_in_file`` for pages stored plainly; others decoded by tifffile."""
+        if page.is_final and page.parent.filehandle.is_file and page.dtype is not None:
+            return self.pixels_in_file(source, page.dataoffsets[0], tuple(page.shape),
+                                       np.dtype(page.dtype).newbyteorder(byteorder), page_nbr)
         return self.storable(page.asarray(), source, page_nbr)
 
     def storable(self, pixels: np.ndarray, source: Path | str, page: int) -> np.ndarray:

@@ -114,11 +114,8 @@ class TifIdSplitter(Splitter):
         if contiguous is None:
             return self.page_pixels(tif.pages[page_nbr], self.path, page_nbr, tif.byteorder)
         offset, shape, dtype = contiguous
-        pixels = FilePixels(self.path, offset + page_nbr * int(np.prod(shape, dtype=np.int64)) * dtype.itemsize,
-                            shape, dtype, f"dataset {self.dataset_serial}: {self.path}: page {page_nbr}")
-        if pixels.dtype in (np.uint8, np.uint16) and (len(shape) == 2 or shape[2:] == (3,)):
-            return pixels
-        return self.storable(pixels.read(), self.path, page_nbr)
+        frame_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        return self.pixels_in_file(self.path, offset + page_nbr * frame_bytes, shape, dtype, page_nbr)
 
     def frames(self, read_pixels: bool = True) -> Iterator[Frame]:
         with self._open() as tif:
