@@ -30,3 +30,11 @@ class DatasetExistsError(InputError):
 
 class NotFoundError(ImagingDBError, LookupError):
     """A dataset, object or frame that was asked for does not exist."""
+
+
+class DatasetClaimedError(ImagingDBError, RuntimeError):
+    """Another run is uploading this dataset id right now (it holds the id's claim)."""
+
+
+class ObjectExistsError(StorageError, FileExistsError):
+    """A new object was to be stored under a key that already holds one; nothing was replaced."""
