@@ -10,9 +10,11 @@ from typing import Iterable, Iterator, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
+from imaging_db.database.claims import Claim, claim_dataset, schema_lock
 from imaging_db.database.connection import make_engine, safe_url
 from imaging_db.database import schema
 from imaging_db.errors import DatabaseError, DatasetExistsError, InputError, NotFoundError
+from imaging_db.faults import fault_point
 from imaging_db.metadata.json_text import to_json_text
 
 logger = logging.getLogger(__name__)
@@ -71,6 +73,8 @@ class _CopyReader(io.TextIOBase):
 
     def _format_batch(self) -> str:
         batch = next(self.batches, [])
+        if batch:
+            fault_point("db.frames_batch")
         lines = ["\t".join(map(_copy_field, (row[c] for c in _COPY_COLUMNS))) for row in batch]
         return "\n".join(lines) + "\n" if lines else ""
 
@@ -173,9 +177,23 @@ class Database:
                 conn.execute(sa.text("SELECT 1"))
 
     def create_tables(self) -> None:
-        """Create the imaging_db tables that do not exist yet."""
-        with self._errors("creating tables"):
-            schema.metadata.create_all(self.engine, checkfirst=True)
+        """Create the imaging_db tables that do not exist yet.
+
+        Safe when several processes do it at once on an empty database: they
+        take turns under the schema lock, and the later ones find the tables.
+        """
+        with schema_lock(self.engine, self.describe()) as conn, self._errors("creating tables"):
+            schema.metadata.create_all(conn if conn is not None else self.engine, checkfirst=True)
+
+    def claim(self, serial: str) -> Claim:
+        """Claim dataset id ``serial`` for this run until the claim is released (or the process ends).
+
+        Raises
+        ------
+        DatasetClaimedError
+            If another run holds it.
+        """
+        return claim_dataset(self.engine, serial, self.describe())
 
     def _has_tables(self) -> bool:
         with self._errors("inspecting tables"):
@@ -276,6 +294,7 @@ class Database:
             f"INSERT INTO frames ({', '.join(_COPY_COLUMNS)}) VALUES ({', '.join(':' + c for c in _COPY_COLUMNS)})"
         )
         for batch in _batches(frames, frames_global_id):
+            fault_point("db.frames_batch")
             conn.execute(statement, batch)
 
     def insert_file_dataset(self, dataset: DatasetRecord, file_global: dict) -> None:

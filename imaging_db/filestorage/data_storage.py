@@ -72,14 +72,28 @@ class DataStorage(abc.ABC):
 
     @abc.abstractmethod
     def put(self, key: str, data: bytes) -> None:
-        """Store ``data`` under ``key``, replacing any object there; readers never see a partial object."""
+        """Store ``data`` as a new object under ``key``; readers never see a partial object.
+
+        An object already under ``key`` is never replaced, whoever stored it
+        and however the writes interleave: to store other content there, a
+        caller must :meth:`delete` it first (as a resumed upload does under
+        its claim on the dataset id).
+
+        Raises
+        ------
+        ObjectExistsError
+            If ``key`` already holds an object (it is left as it was).
+        StorageError
+            If the object cannot be stored.
+        """
 
     def put_stream(self, key: str, pieces: Iterable[bytes]) -> int:
-        """Store the object made of ``pieces`` joined; return its size.
+        """Store the new object made of ``pieces`` joined; return its size.
 
         Storages that can write pieces as they come (local files) hold no
         whole object; the default joins them and calls ``put``. If the
-        iterator raises, nothing is stored under ``key``.
+        iterator raises, nothing is stored under ``key``. Never replaces an
+        object, as :meth:`put`.
         """
         data = b"".join(pieces)
         self.put(key, data)
@@ -87,7 +101,10 @@ class DataStorage(abc.ABC):
 
     @abc.abstractmethod
     def put_file(self, key: str, path: Path) -> None:
-        """Store the content of the file at ``path`` under ``key``, streaming it."""
+        """Store the content of the file at ``path`` as a new object under ``key``, streaming it.
+
+        Never replaces an object, as :meth:`put`.
+        """
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes:
@@ -107,7 +124,28 @@ class DataStorage(abc.ABC):
 
     @abc.abstractmethod
     def list(self, prefix: str) -> dict[str, StoredObject]:
-        """Return every object whose key starts with ``prefix``, in one listing."""
+        """Return every object whose key starts with ``prefix``, in one listing.
+
+        Unfinished writes (see :meth:`partials`) are not objects and are not listed.
+        """
+
+    @abc.abstractmethod
+    def partials(self, prefix: str) -> "list[str]":
+        """Return the unfinished writes under ``prefix`` that a killed process may have left.
+
+        Each is named by the key it was being written to when the backend
+        knows it (S3 multipart uploads), else by its own temporary key (local
+        ``.partial`` files). They are never objects; only
+        :meth:`discard_partials` removes them.
+        """
+
+    @abc.abstractmethod
+    def discard_partials(self, prefix: str) -> int:
+        """Remove the unfinished writes under ``prefix``; return how many were removed.
+
+        Only call it for a prefix that no running writer uses (under the
+        dataset's claim): a write in progress there would fail.
+        """
 
     @abc.abstractmethod
     def delete(self, key: str) -> None:

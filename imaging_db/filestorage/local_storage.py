@@ -1,16 +1,20 @@
 """A DataStorage in a local folder, e.g. a laptop directory or a mounted lab NAS."""
 
 import contextlib
+import errno
 import os
+import secrets
 import shutil
-import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from imaging_db.errors import NotFoundError, StorageError
+from imaging_db.errors import NotFoundError, ObjectExistsError, StorageError
+from imaging_db.faults import fault_point as _fault_point
 from imaging_db.filestorage.data_storage import DataStorage, StoredObject, check_key
 
 _PARTIAL = ".partial"
+# os.link's errors on file systems without hard links.
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK, errno.EXDEV}
 
 
 class LocalStorage(DataStorage):
@@ -39,8 +43,10 @@ class LocalStorage(DataStorage):
         if not os.access(self.root, os.W_OK | os.X_OK):
             raise StorageError(f"storage folder {str(self.root)!r} is not writable")
 
-    def _temp_path(self, path: Path) -> Path:
-        return path.with_name(f".{path.name}.{uuid.uuid4().hex}{_PARTIAL}")
+    @staticmethod
+    def _temp_path(path: Path) -> Path:
+        # Short whatever the object's name, so that a name near the file system's limit still fits.
+        return path.with_name(f".{secrets.token_hex(8)}{_PARTIAL}")
 
     @staticmethod
     def _discard(temp: Path) -> None:
@@ -49,22 +55,51 @@ class LocalStorage(DataStorage):
         with contextlib.suppress(OSError):
             temp.unlink(missing_ok=True)
 
-    def _write_atomically(self, key: str, write) -> None:
+    def _write_new(self, key: str, write) -> None:
+        """Write the object into a temporary file with ``write(temp)``, then put it in place if ``key`` is free.
+
+        A hard link is how a file is put in place without ever replacing one:
+        it fails if the name is taken, atomically, on every local or NFS file
+        system. Where hard links are not supported (some SMB/FAT mounts), the
+        name is first taken with an exclusive create, then the temporary file
+        renamed over that empty placeholder.
+        """
         path = self._path(key)
         temp = self._temp_path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             write(temp)
-            os.replace(temp, path)
+            _fault_point("storage.before_link")
+            self._link_new(temp, path)
+        except FileExistsError as exc:
+            self._discard(temp)
+            if exc.filename2 is not None or exc.filename == str(path):  # the name was taken, not its folder
+                raise ObjectExistsError(f"object {key!r} already exists in {self.describe()}; not replaced") from None
+            raise StorageError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
         except OSError as exc:
             self._discard(temp)
             raise StorageError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
         except BaseException:
             self._discard(temp)
             raise
+        self._discard(temp)
+
+    @staticmethod
+    def _link_new(temp: Path, path: Path) -> None:
+        """Give the written ``temp`` the name ``path`` if nothing has it; FileExistsError if something has."""
+        try:
+            os.link(temp, path)
+            return
+        except FileExistsError:
+            raise
+        except OSError as exc:
+            if exc.errno not in _NO_HARD_LINKS:
+                raise
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        os.replace(temp, path)
 
     def put(self, key: str, data: bytes) -> None:
-        self._write_atomically(key, lambda temp: temp.write_bytes(data))
+        self._write_new(key, lambda temp: temp.write_bytes(data))
 
     def put_stream(self, key: str, pieces: Iterable[bytes]) -> int:
         size = 0
@@ -76,11 +111,11 @@ class LocalStorage(DataStorage):
                     handle.write(piece)
                     size += len(piece)
 
-        self._write_atomically(key, write)
+        self._write_new(key, write)
         return size
 
     def put_file(self, key: str, path: Path) -> None:
-        self._write_atomically(key, lambda temp: shutil.copyfile(path, temp))
+        self._write_new(key, lambda temp: shutil.copyfile(path, temp))
 
     def get(self, key: str) -> bytes:
         path = self._path(key)
@@ -100,21 +135,42 @@ class LocalStorage(DataStorage):
                 raise NotFoundError(f"object {key!r} is missing from {self.describe()}") from None
             raise StorageError(f"cannot copy {str(source)!r} to {str(path)!r}: {exc.strerror or exc}") from None
 
-    def list(self, prefix: str) -> dict[str, StoredObject]:
+    def _walk(self, prefix: str) -> Iterator[tuple[str, str, bool]]:
+        """Yield (key, full path, is a partial) for every file whose key starts with ``prefix``."""
         folder_key = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         folder = self._path(folder_key) if folder_key else self.root
-        found: dict[str, StoredObject] = {}
         if not folder.is_dir():
-            return found
+            return
         for dirpath, _dirnames, filenames in os.walk(folder):
             for name in filenames:
-                if name.endswith(_PARTIAL):
-                    continue
                 full = os.path.join(dirpath, name)
                 key = Path(full).relative_to(self.root).as_posix()
                 if key.startswith(prefix):
+                    yield key, full, name.endswith(_PARTIAL)
+
+    def list(self, prefix: str) -> dict[str, StoredObject]:
+        found: dict[str, StoredObject] = {}
+        for key, full, partial in self._walk(prefix):
+            if not partial:
+                with contextlib.suppress(FileNotFoundError):  # removed meanwhile: not there
                     found[key] = StoredObject(size=os.stat(full).st_size)
         return found
+
+    def partials(self, prefix: str) -> "list[str]":
+        return sorted(key for key, _full, partial in self._walk(prefix) if partial)
+
+    def discard_partials(self, prefix: str) -> int:
+        removed = 0
+        for key, full, partial in list(self._walk(prefix)):
+            if partial:
+                try:
+                    os.unlink(full)
+                    removed += 1
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    raise StorageError(f"cannot remove leftover {str(full)!r}: {exc.strerror or exc}") from None
+        return removed
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

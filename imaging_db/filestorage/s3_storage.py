@@ -9,12 +9,24 @@ import botocore.config
 import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 
-from imaging_db.errors import NotFoundError, StorageError
+from imaging_db.errors import NotFoundError, ObjectExistsError, StorageError
 from imaging_db.filestorage.data_storage import DataStorage, StoredObject, check_key
 
 logger = logging.getLogger(__name__)
 
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
+# A conditional write (If-None-Match: *) found an object under the key; 409 when another
+# conditional write to the same key was in progress at the same moment.
+_EXISTS_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
+
+
+def _only_if_new(params: dict, **_kwargs) -> None:
+    """botocore hook: every object this client writes is new, so no write may replace one.
+
+    Also reaches the multipart uploads that boto3's transfer manager makes for
+    large files, which do not take ``IfNoneMatch`` among their arguments.
+    """
+    params.setdefault("IfNoneMatch", "*")
 
 
 class S3Storage(DataStorage):
@@ -47,6 +59,8 @@ class S3Storage(DataStorage):
         )
         session = boto3.session.Session()
         self.client = session.client("s3", endpoint_url=self.endpoint_url, config=config)
+        for operation in ("PutObject", "CompleteMultipartUpload"):
+            self.client.meta.events.register(f"before-parameter-build.s3.{operation}", _only_if_new)
         self._transfer = TransferConfig(max_concurrency=max(4, max_connections), use_threads=True)
 
     def describe(self) -> str:
@@ -58,6 +72,8 @@ class S3Storage(DataStorage):
         if isinstance(exc, botocore.exceptions.ClientError):
             error = exc.response.get("Error", {})
             code = str(error.get("Code", ""))
+            if key and doing == "writing" and code in _EXISTS_CODES:
+                return ObjectExistsError(f"object {key!r} already exists in {self.describe()}; not replaced")
             if key and code in _NOT_FOUND_CODES:
                 return NotFoundError(f"object {key!r} is missing from {self.describe()}")
             if code in ("NoSuchBucket",) or (not key and code in _NOT_FOUND_CODES):
@@ -88,6 +104,8 @@ class S3Storage(DataStorage):
         try:
             self.client.upload_file(str(path), self.bucket, check_key(key), Config=self._transfer)
         except boto3.exceptions.S3UploadFailedError as exc:
+            if any(code in str(exc) for code in _EXISTS_CODES):
+                raise ObjectExistsError(f"object {key!r} already exists in {self.describe()}; not replaced") from None
             raise StorageError(f"writing s3://{self.bucket}/{key} failed: {exc}") from None
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise self._error("writing", key, exc) from None
@@ -131,6 +149,32 @@ class S3Storage(DataStorage):
         except botocore.exceptions.BotoCoreError as exc:
             raise self._error("checking", key, exc) from None
         return True
+
+    def _multipart_uploads(self, prefix: str) -> "list[tuple[str, str]]":
+        found = []
+        try:
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                found += [(item["Key"], item["UploadId"]) for item in page.get("Uploads", [])]
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise self._error("listing unfinished uploads under", prefix, exc) from None
+        return found
+
+    def partials(self, prefix: str) -> "list[str]":
+        return sorted(key for key, _upload in self._multipart_uploads(prefix))
+
+    def discard_partials(self, prefix: str) -> int:
+        removed = 0
+        for key, upload_id in self._multipart_uploads(prefix):
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+                removed += 1
+            except botocore.exceptions.ClientError as exc:
+                if str(exc.response.get("Error", {}).get("Code", "")) != "NoSuchUpload":
+                    raise self._error("aborting the unfinished upload of", key, exc) from None
+            except botocore.exceptions.BotoCoreError as exc:
+                raise self._error("aborting the unfinished upload of", key, exc) from None
+        return removed
 
     def delete(self, key: str) -> None:
         try:

@@ -7,13 +7,15 @@ import collections
 import concurrent.futures
 import csv
 import datetime
+import glob
 import hashlib
 import json
 import logging
 import os
+import secrets
 import shutil
+import socket
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -106,6 +108,46 @@ def global_metadata(info: dict) -> dict:
     return meta
 
 
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _partial_name(serial: str) -> str:
+    """``.<id>.<host>.<pid>.<random>.partial``: the hidden folder a download is written into.
+
+    The host and pid say whose it is, so that a later download of the same id
+    can tell the folder of a killed run from that of a run still going.
+    """
+    return f".{serial}.{_host_tag()}.{os.getpid()}.{secrets.token_hex(3)}.partial"
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists, under another user
+        return True
+    return True
+
+
+def _remove_dead_partials(dest: Path, serial: str) -> None:
+    """Remove the hidden folders that killed downloads of ``serial`` on this machine left in ``dest``.
+
+    Only folders named by :func:`_partial_name` for this id, this host and a
+    process that no longer runs are removed; anything else stays.
+    """
+    host = _host_tag()
+    for path in dest.glob(f".{glob.escape(serial)}.{host}.*.partial"):
+        fields = path.name[len(serial) + 2:].split(".")
+        if len(fields) != 4 or not fields[1].isdigit() or not path.is_dir():
+            continue
+        pid = int(fields[1])
+        if pid != os.getpid() and not _process_alive(pid):
+            logger.info("removing %s, left by a killed download of %s", path, serial)
+            shutil.rmtree(path, ignore_errors=True)
+
+
 class Downloader:
     """Fetches datasets from one database and one storage.
 
@@ -166,7 +208,8 @@ class Downloader:
 
         try:
             dest.mkdir(parents=True, exist_ok=True)
-            temp = dest / f".{serial}.{uuid.uuid4().hex[:8]}.partial"
+            _remove_dead_partials(dest, serial)
+            temp = dest / _partial_name(serial)
             temp.mkdir()
         except OSError as exc:
             raise StorageError(f"dataset {serial}: cannot create a folder in {dest}: {exc.strerror}") from None

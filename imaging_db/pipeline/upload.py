@@ -17,6 +17,7 @@ import numpy as np
 
 from imaging_db.database.db_ops import Database, DatasetRecord
 from imaging_db.errors import DatasetExistsError, ImagingDBError, InputError
+from imaging_db.faults import fault_point
 from imaging_db.filestorage import DataStorage, StoredObject
 from imaging_db.images.png import encode_png, png_pieces
 from imaging_db.images.splitters import Frame, Splitter, make_splitter
@@ -265,16 +266,7 @@ class Uploader:
                     f"dataset {serial} is already in the database {self.database.describe()}; not touched"
                 )))
                 continue
-            plan = self._plan(row)
-            prefix = (keys.frames_dir if plan.upload_type == "frames" else keys.files_dir)(serial) + "/"
-            plan.existing = self.storage.list(prefix)
-            if plan.existing and not self.override:
-                refused.append(DatasetResult(serial, ok=False, error=(
-                    f"dataset {serial}: {self.storage.describe()} already holds {len(plan.existing)} object(s) "
-                    f"under {prefix} (an interrupted upload?); rerun with --override to resume it"
-                )))
-                continue
-            plans.append(plan)
+            plans.append(self._plan(row))
         return plans, refused
 
     def _plan(self, row: UploadRow) -> DatasetPlan:
@@ -331,10 +323,8 @@ class Uploader:
         for plan in plans:
             start = time.perf_counter()
             try:
-                if plan.upload_type == "frames":
-                    result = self._upload_frames(plan)
-                else:
-                    result = self._upload_file(plan)
+                with self.database.claim(plan.serial):
+                    result = self._upload_claimed(plan)
             except ImagingDBError as exc:
                 result = DatasetResult(plan.serial, ok=False, error=str(exc))
                 logger.debug("dataset %s failed", plan.serial, exc_info=True)
@@ -344,6 +334,34 @@ class Uploader:
             bar.update(1)
         bar.close()
         return results
+
+    def _upload_claimed(self, plan: DatasetPlan) -> DatasetResult:
+        """Upload one dataset while this run holds its id's claim.
+
+        What ``prepare`` saw may have changed since: another run may have
+        registered the id or stored objects under its prefix and finished.
+        Only now, under the claim, is it certain that nobody else writes
+        there, so the checks are made again, and the unfinished writes of
+        an earlier, killed run of this id are removed.
+        """
+        serial = plan.serial
+        if self.database.existing_serials([serial]):
+            return DatasetResult(serial, ok=False, error=(
+                f"dataset {serial} is already in the database {self.database.describe()}; not touched"))
+        prefix = (keys.frames_dir if plan.upload_type == "frames" else keys.files_dir)(serial) + "/"
+        plan.existing = self.storage.list(prefix)
+        if plan.existing and not self.override:
+            return DatasetResult(serial, ok=False, error=(
+                f"dataset {serial}: {self.storage.describe()} already holds {len(plan.existing)} object(s) "
+                f"under {prefix} (an interrupted upload?); rerun with --override to resume it"))
+        removed = self.storage.discard_partials(prefix)
+        if removed:
+            logger.info("dataset %s: removed %d unfinished write(s) left under %s by an earlier run",
+                        serial, removed, prefix)
+        fault_point("upload.claimed")
+        if plan.upload_type == "frames":
+            return self._upload_frames(plan)
+        return self._upload_file(plan)
 
     def _record(self, plan: DatasetPlan, frames: bool) -> DatasetRecord:
         row = plan.row
@@ -380,6 +398,10 @@ class Uploader:
             stored_bytes = len(png)
             skipped = self._already_stored(key, png, sha256, existing)
             if not skipped:
+                if key in existing:
+                    # Left by an earlier run of this id with other content (another source file or
+                    # setting): ours to replace, as this run holds the id's claim.
+                    self.storage.delete(key)
                 putter.put(key, png)
             del png
         else:
@@ -388,6 +410,7 @@ class Uploader:
             def hashed(pieces):
                 for piece in pieces:
                     hasher.update(piece)
+                    fault_point("upload.encoded_piece")
                     yield piece
 
             stored_bytes = putter.put_stream(key, hashed(png_pieces(pixels, self.config.png_compression)))
@@ -439,6 +462,7 @@ class Uploader:
         bar = progress_bar(plan.nbr_frames, plan.serial, "frame", self.progress)
         try:
             for frame in plan.splitter.frames(read_pixels=True):
+                fault_point("upload.frame_read")
                 frame_shape = (frame.pixels.shape, frame.pixels.dtype)
                 if shape is None:
                     shape, first_where = frame_shape, frame.where
@@ -488,9 +512,11 @@ class Uploader:
             "nbr_positions": len(rows.positions),
             "metadata_json": plan.global_metadata,
         }
+        fault_point("upload.before_commit")
         with rows:
             self._register(plan, written, lambda: self.database.insert_frames_dataset(
                 self._record(plan, frames=True), frames_global, rows.sorted_rows()))
+        fault_point("upload.committed")
         result.ok = True
         result.nbr_frames = len(rows)
         return result
@@ -526,6 +552,8 @@ class Uploader:
         skipped = key in plan.existing and self._file_already_stored(key, path, size, sha256, plan.existing)
         written = []
         if not skipped:
+            if key in plan.existing:
+                self.storage.delete(key)  # an earlier run's, of this id, whose claim we hold
             self.storage.put_file(key, path)
             written.append(key)
         file_global = {

@@ -271,7 +271,9 @@ def test_corrupt_object_fails_download(tmp_path, db_url, login_file, storage_spe
     storage = make_storage(storage_spec["storage"], storage_spec["storage_access"],
                            s3_endpoint_url=storage_spec["s3_endpoint_url"])
     key = f"raw_frames/{ID}/im_c000_z001_t000_p000.png"
-    storage.put(key, storage.get(key)[:-1] + b"\x00")
+    corrupted = storage.get(key)[:-1] + b"\x00"
+    storage.delete(key)
+    storage.put(key, corrupted)
     capsys.readouterr()
     assert download(ID, tmp_path / "dl", login_file, storage_spec) == 1
     err = capsys.readouterr().err

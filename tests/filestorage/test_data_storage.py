@@ -5,10 +5,11 @@ Backend-specific behaviour lives in test_local_storage.py and test_s3_storage.py
 
 import hashlib
 import os
+import threading
 
 import pytest
 
-from imaging_db.errors import InputError, NotFoundError, StorageError
+from imaging_db.errors import InputError, NotFoundError, ObjectExistsError, StorageError
 from imaging_db.filestorage import DataStorage, make_storage
 from imaging_db.filestorage.data_storage import check_key
 
@@ -61,11 +62,64 @@ class TestDataStorageConformance:
         assert storage.list("raw_frames/") == {}
         assert not storage.exists("raw_frames/DS/im.png")
 
-    def test_put_overwrites(self, storage):
-        storage.put("a/key", b"first version, longer than the second")
+    @pytest.mark.parametrize("how", ["put", "put_stream", "put_file"])
+    def test_a_new_object_never_replaces_one(self, storage, how, tmp_path):
+        first = b"first version, longer than the second"
+        storage.put("a/key", first)
+        source = tmp_path / "second.bin"
+        source.write_bytes(b"second")
+        write = {
+            "put": lambda: storage.put("a/key", b"second"),
+            "put_stream": lambda: storage.put_stream("a/key", iter([b"sec", b"ond"])),
+            "put_file": lambda: storage.put_file("a/key", source),
+        }[how]
+        with pytest.raises(ObjectExistsError, match="'a/key' already exists .*not replaced"):
+            write()
+        assert storage.get("a/key") == first
+        assert set(storage.list("a/")) == {"a/key"}
+        assert storage.partials("a/") == []
+
+    def test_object_exists_error_is_a_storage_and_file_exists_error(self, storage):
+        storage.put("a/key", b"1")
+        with pytest.raises(StorageError):
+            storage.put("a/key", b"2")
+        with pytest.raises(FileExistsError):
+            storage.put("a/key", b"2")
+
+    def test_delete_then_put_stores_new_content(self, storage):
+        storage.put("a/key", b"first")
+        storage.delete("a/key")
         storage.put("a/key", b"second")
         assert storage.get("a/key") == b"second"
-        assert storage.list("a/")["a/key"].size == len(b"second")
+
+    def test_concurrent_writers_of_one_key_exactly_one_wins(self, storage):
+        """Many threads write different content to one key at once: one succeeds, the object is whole."""
+        writers = 8
+        barrier = threading.Barrier(writers)
+        payloads = [_payload(200_000, seed) for seed in range(writers)]
+        outcomes: list = [None] * writers
+
+        def write(i):
+            barrier.wait()
+            try:
+                storage.put("race/key", payloads[i])
+                outcomes[i] = "ok"
+            except ObjectExistsError:
+                outcomes[i] = "exists"
+
+        threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert outcomes.count("ok") == 1, outcomes
+        assert outcomes.count("exists") == writers - 1
+        assert storage.get("race/key") == payloads[outcomes.index("ok")]
+        assert storage.partials("race/") == []
+
+    def test_no_partials_on_a_fresh_prefix(self, storage):
+        assert storage.partials("raw_frames/DS/") == []
+        assert storage.discard_partials("raw_frames/DS/") == 0
 
     def test_put_file_get_file_multi_mb_bit_exact(self, storage, tmp_path):
         data = _payload(BIG_FILE_SIZE)

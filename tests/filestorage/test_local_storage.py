@@ -1,12 +1,13 @@
 """What is special about LocalStorage: atomic writes through ``.partial`` files, and check()."""
 
+import errno
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from imaging_db.errors import StorageError
+from imaging_db.errors import ObjectExistsError, StorageError
 from imaging_db.filestorage import local_storage
 from imaging_db.filestorage.local_storage import LocalStorage
 
@@ -30,7 +31,6 @@ class TestLocalWrites:
         source.write_bytes(os.urandom(1 << 20))
         for i in range(5):
             local.put(f"raw_frames/DS-1/im_{i}.png", bytes([i]) * 100)
-        local.put("raw_frames/DS-1/im_0.png", b"overwritten")
         local.put_file("raw_files/DS-1/big.bin", source)
         files = _all_files(local.root)
         assert files == sorted(
@@ -67,6 +67,36 @@ class TestLocalWrites:
         # As left by a writer that is still running (or was killed).
         (local.root / "raw_frames" / "DS-1" / ".b.png.1234.partial").write_bytes(b"half")
         assert set(local.list("raw_frames/")) == {"raw_frames/DS-1/a.png"}
+
+    def test_partials_are_listed_and_discarded_only_under_their_prefix(self, local):
+        local.put("raw_frames/DS-1/a.png", b"x")
+        (local.root / "raw_frames" / "DS-1" / ".0123456789abcdef.partial").write_bytes(b"half")
+        (local.root / "raw_frames" / "DS-2").mkdir(parents=True)
+        (local.root / "raw_frames" / "DS-2" / ".fedcba9876543210.partial").write_bytes(b"other run")
+        assert local.partials("raw_frames/DS-1/") == ["raw_frames/DS-1/.0123456789abcdef.partial"]
+        assert local.discard_partials("raw_frames/DS-1/") == 1
+        assert _all_files(local.root) == ["raw_frames/DS-1/a.png", "raw_frames/DS-2/.fedcba9876543210.partial"]
+        assert local.get("raw_frames/DS-1/a.png") == b"x"
+
+    def test_temporary_names_are_short_whatever_the_object_name(self, local, tmp_path):
+        """A name of 250 bytes (the file system allows 255) still fits: the temporary name does not grow with it."""
+        name = "n" * 246 + ".tif"
+        source = tmp_path / name
+        source.write_bytes(b"tiff bytes")
+        local.put_file(f"raw_files/DS-1/{name}", source)
+        assert local.get(f"raw_files/DS-1/{name}") == b"tiff bytes"
+
+    def test_without_hard_links_the_name_is_taken_exclusively(self, local, monkeypatch):
+        """On a mount without hard links (some SMB/FAT), a new object still never replaces one."""
+        def no_links(src, dst):
+            raise OSError(errno.EPERM, "Operation not permitted")
+
+        monkeypatch.setattr(local_storage.os, "link", no_links)
+        local.put("raw_frames/DS-1/im.png", b"first")
+        with pytest.raises(ObjectExistsError):
+            local.put("raw_frames/DS-1/im.png", b"second")
+        assert local.get("raw_frames/DS-1/im.png") == b"first"
+        assert _all_files(local.root) == ["raw_frames/DS-1/im.png"]
 
     def test_failed_put_leaves_neither_target_nor_temp(self, local, monkeypatch):
         def write_half_then_fail(self, data):

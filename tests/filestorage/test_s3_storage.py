@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from imaging_db.errors import StorageError
+from imaging_db.errors import ObjectExistsError, StorageError
 from imaging_db.filestorage import make_storage
 from imaging_db.filestorage.s3_storage import S3Storage
 
@@ -143,3 +143,35 @@ class TestS3Concurrency:
         with ThreadPoolExecutor(max_workers=8) as pool:
             fetched = dict(zip(payloads, pool.map(s3.get, payloads), strict=True))
         assert fetched == payloads
+
+
+class TestS3NeverReplaces:
+    def test_multipart_put_file_does_not_replace_an_object(self, s3, tmp_path):
+        """Above the multipart threshold boto3's transfer manager writes in parts; the completion is conditional too."""
+        s3.put("raw_files/DS-1/big.tif", b"the object already there")
+        source = tmp_path / "big.tif"
+        source.write_bytes(os.urandom(9 * 1024 * 1024))
+        with pytest.raises(ObjectExistsError, match="big.tif' already exists"):
+            s3.put_file("raw_files/DS-1/big.tif", source)
+        assert s3.get("raw_files/DS-1/big.tif") == b"the object already there"
+
+    def test_every_write_is_sent_with_if_none_match(self, s3, tmp_path):
+        sent = []
+        s3.client.meta.events.register("before-send.s3.PutObject",
+                                       lambda request, **_: sent.append(request.headers.get("If-None-Match")))
+        s3.put("raw_frames/DS-1/a.png", b"a")
+        s3.put_stream("raw_frames/DS-1/b.png", iter([b"b"]))
+        source = tmp_path / "f.tif"
+        source.write_bytes(b"small file")
+        s3.put_file("raw_files/DS-1/f.tif", source)
+        assert sent == [b"*", b"*", b"*"] or sent == ["*", "*", "*"]
+
+    def test_unfinished_multipart_uploads_are_partials(self, s3):
+        """A killed large-file upload leaves a multipart upload behind: listed as a partial, aborted on discard."""
+        s3.client.create_multipart_upload(Bucket=s3.bucket, Key="raw_files/DS-1/big.tif")
+        s3.client.create_multipart_upload(Bucket=s3.bucket, Key="raw_files/DS-2/other.tif")
+        assert s3.partials("raw_files/DS-1/") == ["raw_files/DS-1/big.tif"]
+        assert s3.list("raw_files/DS-1/") == {}
+        assert s3.discard_partials("raw_files/DS-1/") == 1
+        assert s3.partials("raw_files/DS-1/") == []
+        assert s3.partials("raw_files/DS-2/") == ["raw_files/DS-2/other.tif"]

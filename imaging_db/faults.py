@@ -1,0 +1,48 @@
+"""Fault points: named places in the pipelines where a test can kill the process, deterministically.
+
+``IMAGING_DB_FAULT=<point>[:<n>]`` in the environment makes the process kill
+itself with SIGKILL (as ``kill -9`` would; nothing is cleaned up) the n-th
+time (default the first) it reaches ``fault_point("<point>")``. The crash
+tests use it to stop an upload at exact places: while reading, mid-encode,
+mid-put, just before and during the commit. Unset, ``fault_point`` does
+nothing and costs one function call.
+"""
+
+import os
+import signal
+import threading
+
+FAULT_ENV = "IMAGING_DB_FAULT"
+
+
+def _parse(spec: str) -> tuple[str, int]:
+    name, _, count = spec.partition(":")
+    try:
+        return name.strip(), max(1, int(count)) if count else 1
+    except ValueError:
+        raise ValueError(f"{FAULT_ENV}={spec!r}: expected <point>[:<n>], n an integer") from None
+
+
+def _no_fault(name: str) -> None:
+    """No fault asked for: nothing to do."""
+
+
+def _make_fault_point(spec: str):
+    target, nth = _parse(spec)
+    lock = threading.Lock()
+    seen = 0
+
+    def fault_point(name: str) -> None:
+        nonlocal seen
+        if name != target:
+            return
+        with lock:
+            seen += 1
+            hit = seen == nth
+        if hit:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return fault_point
+
+
+fault_point = _make_fault_point(os.environ[FAULT_ENV]) if os.environ.get(FAULT_ENV) else _no_fault
