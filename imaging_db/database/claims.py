@@ -146,9 +146,17 @@ def _claim_postgresql(engine: Engine, serial: str, describe: str) -> Claim:
     conn = None
     try:
         conn = claim_engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar()
-        if not got:
+        holder = None
+        for _attempt in range(3):
+            if conn.execute(sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": key}).scalar():
+                break
             holder = _postgresql_holder(conn, key)
+            if holder is not None:
+                break
+            # Not held any more: its holder finished between our two queries. Try again.
+        else:
+            holder = "holder unknown"
+        if holder is not None:
             raise DatasetClaimedError(
                 f"dataset {serial} is being uploaded by another run ({holder}); not touched: "
                 "wait for it to finish, or rerun this one later"
@@ -171,8 +179,8 @@ def _claim_postgresql(engine: Engine, serial: str, describe: str) -> Claim:
     return Claim(serial, release)
 
 
-def _postgresql_holder(conn: sa.Connection, key: int) -> str:
-    """Say who holds advisory lock ``key``, from pg_locks and pg_stat_activity."""
+def _postgresql_holder(conn: sa.Connection, key: int) -> str | None:
+    """Say who holds advisory lock ``key``, from pg_locks and pg_stat_activity; None if nobody does now."""
     unsigned = key & 0xFFFFFFFFFFFFFFFF
     try:
         row = conn.execute(sa.text(
@@ -183,9 +191,9 @@ def _postgresql_holder(conn: sa.Connection, key: int) -> str:
             "AND l.classid::bigint = :hi AND l.objid::bigint = :lo LIMIT 1"
         ), {"hi": unsigned >> 32, "lo": unsigned & 0xFFFFFFFF}).mappings().first()
     except sa.exc.SQLAlchemyError:
-        row = None
-    if row is None:
         return "holder unknown"
+    if row is None:
+        return None
     name = row["application_name"] or ""
     if name.startswith("imaging_db upload "):
         return name[len("imaging_db upload "):]
