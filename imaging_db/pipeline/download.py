@@ -122,6 +122,8 @@ def _partial_name(serial: str) -> str:
 
 
 def _process_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill would end the process there: never take a folder for dead
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
