@@ -6,6 +6,20 @@ time (default the first) it reaches ``fault_point("<point>")``. The crash
 tests use it to stop an upload at exact places: while reading, mid-encode,
 mid-put, just before and during the commit. Unset, ``fault_point`` does
 nothing and costs one function call.
+
+Points (``grep -rn fault_point imaging_db`` finds them all):
+
+- ``upload.claimed``: the dataset id is claimed, nothing written yet.
+- ``upload.frame_read``: a frame was read, before it goes to a worker.
+- ``upload.encoded_piece``: a piece of a frame's PNG was encoded (mid-encode).
+- ``storage.piece_written``: a piece was written into a local temporary file (mid-write).
+- ``storage.before_link``: a local object is written whole, not yet in place.
+- ``storage.s3_put`` / ``storage.s3_stored``: just before and just after an S3 write.
+- ``upload.before_commit``: every object is stored, no row written.
+- ``db.frames_batch``: a batch of frames rows is about to go to the database (mid-commit).
+- ``upload.committed``: the dataset is registered.
+- ``download.frame_written`` / ``download.before_rename``: a frame written into the
+  hidden download folder; the folder complete, not yet renamed into place.
 """
 
 import os

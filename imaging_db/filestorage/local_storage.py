@@ -109,6 +109,7 @@ class LocalStorage(DataStorage):
             with open(temp, "wb") as handle:
                 for piece in pieces:
                     handle.write(piece)
+                    _fault_point("storage.piece_written")
                     size += len(piece)
 
         self._write_new(key, write)

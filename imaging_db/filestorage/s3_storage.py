@@ -10,6 +10,7 @@ import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 
 from imaging_db.errors import NotFoundError, ObjectExistsError, StorageError
+from imaging_db.faults import fault_point
 from imaging_db.filestorage.data_storage import DataStorage, StoredObject, check_key
 
 logger = logging.getLogger(__name__)
@@ -96,12 +97,15 @@ class S3Storage(DataStorage):
 
     def put(self, key: str, data: bytes) -> None:
         try:
+            fault_point("storage.s3_put")
             self.client.put_object(Bucket=self.bucket, Key=check_key(key), Body=data)
+            fault_point("storage.s3_stored")
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise self._error("writing", key, exc) from None
 
     def put_file(self, key: str, path: Path) -> None:
         try:
+            fault_point("storage.s3_put")
             self.client.upload_file(str(path), self.bucket, check_key(key), Config=self._transfer)
         except boto3.exceptions.S3UploadFailedError as exc:
             if any(code in str(exc) for code in _EXISTS_CODES):

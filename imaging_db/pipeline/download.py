@@ -22,6 +22,7 @@ from typing import Sequence
 
 from imaging_db.database.db_ops import FRAME_COLUMNS_WITHOUT_METADATA, Database
 from imaging_db.errors import InputError, IntegrityError, NotFoundError, StorageError
+from imaging_db.faults import fault_point
 from imaging_db.filestorage import DataStorage
 from imaging_db.metadata.dataset_id import parse_dataset_id
 from imaging_db.pipeline.progress import progress_bar
@@ -226,6 +227,7 @@ class Downloader:
                 else:
                     nbytes = self._fetch_file(serial, info["file_global"], temp)
                     files.append(info["file_global"]["file_name"])
+            fault_point("download.before_rename")
             try:
                 os.rename(temp, target)
             except OSError as exc:
@@ -290,6 +292,7 @@ class Downloader:
                 f"sha256 {digest} does not match the recorded {row['sha256']}"
             )
         (folder / row["file_name"]).write_bytes(data)
+        fault_point("download.frame_written")
         return len(data)
 
     def _fetch_frames(self, serial: str, storage_dir: str, rows: list[dict], folder: Path) -> int:

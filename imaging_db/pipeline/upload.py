@@ -556,6 +556,7 @@ class Uploader:
                 self.storage.delete(key)  # an earlier run's, of this id, whose claim we hold
             self.storage.put_file(key, path)
             written.append(key)
+        fault_point("upload.before_commit")
         file_global = {
             "storage_dir": prefix,
             "file_name": path.name,
