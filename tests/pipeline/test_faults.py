@@ -231,8 +231,8 @@ S3_KILLS = [
 KILLS = LOCAL_KILLS + [pytest.param(kill, marks=pytest.mark.s3) for kill in S3_KILLS]
 
 
-def _killed_upload(kill: Kill, csv_path, config, login_file) -> subprocess.CompletedProcess:
-    args = ["--csv", str(csv_path), "--config", str(config), "--login", str(login_file), "--no-progress"]
+def _killed_upload(kill: Kill, csv_path, config, login_file, *extra: str) -> subprocess.CompletedProcess:
+    args = ["--csv", str(csv_path), "--config", str(config), "--login", str(login_file), "--no-progress", *extra]
     if kill.batch_rows is None:
         command = [sys.executable, str(UPLOADER), *args]
     else:
@@ -289,6 +289,31 @@ def test_kill_9_leaves_no_half_dataset_and_a_rerun_completes(kill, tmp_path, db_
         assert code == 0, (out, err)
     assert "Traceback" not in err
     _check_complete(db_url, spec, login_file, tmp_path / "dl", file_source)
+
+
+def test_kill_9_of_the_resume_too(tmp_path, db_url, login_file, source, capsys):
+    """Killed once while storing, then its --override resume killed while storing the rest: a third run completes."""
+    spec = _storage_spec("local", tmp_path, None)
+    config = write_config(tmp_path, spec, upload_type="frames", frames_format="ome_tiff", nbr_workers=1)
+    csv_path = write_csv(tmp_path, [{"dataset_id": ID, "file_name": str(source)}])
+    storage = _storage(spec)
+    first = _killed_upload(Kill("storage.before_link", 7), csv_path, config, login_file)
+    assert first.returncode == -signal.SIGKILL, first.stderr
+    assert len(storage.list(PREFIX)) == 6
+    # The resume keeps frames 1-6 and is killed as it puts the 9th in place.
+    second = _killed_upload(Kill("storage.before_link", 3), csv_path, config, login_file, "--override")
+    assert second.returncode == -signal.SIGKILL, second.stderr
+    _wait_until_the_killed_run_is_gone(db_url)
+    assert _table_counts(db_url) == (0, 0, 0)
+    # The resume removed the first run's unfinished file, and left one of its own.
+    assert len(storage.list(PREFIX)) == 8 and len(_hidden_partials(spec)) == 1
+
+    code, _out, err = _upload_cli(csv_path, config, login_file, capsys)
+    assert code == 1 and "rerun with --override" in err
+    code, out, err = _upload_cli(csv_path, config, login_file, capsys, "--override")
+    assert code == 0, err
+    assert "8 already stored" in out
+    _check_complete(db_url, spec, login_file, tmp_path / "dl")
 
 
 # --------------------------------------------------------------------------- kill -9 of data_downloader
@@ -571,7 +596,9 @@ def test_database_gone_at_the_commit_keeps_frames_for_a_resume(when, tmp_path, d
     try:
         code, _out, err = _upload_cli(csv_path, config, upload_login, capsys)
     finally:
-        if not postgresql:
+        if postgresql:
+            proxy.close()
+        else:
             locker.close()
     line = _one_line_failure(code, err, expected, "stay in storage: rerun with --override to resume")
     assert "Traceback" not in err
