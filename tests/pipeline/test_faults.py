@@ -523,6 +523,47 @@ def test_local_storage_failing_mid_upload_then_resume(fault, tmp_path, db_url, l
     _check_complete(db_url, spec, login_file, tmp_path / "dl")
 
 
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 40 KB tmpfs (room for a few frames); yields (folder, grow) where grow() gives it room again."""
+    folder = tmp_path / "small_disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40k", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}); "
+                    "test_local_storage_failing_mid_upload_then_resume covers ENOSPC in-process")
+
+    def grow() -> None:
+        subprocess.run(["mount", "-o", "remount,size=4m", str(folder)], check=True)
+
+    try:
+        yield folder, grow
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_real_disk_full_mid_upload_then_resume(tmp_path, db_url, login_file, source, capsys, small_tmpfs):
+    """Local storage on a file system that fills up after a few frames; room is made, the resume completes."""
+    folder, grow = small_tmpfs
+    spec = {"storage": "local", "storage_access": str(folder), "s3_endpoint_url": None}
+    config = write_config(tmp_path, spec, upload_type="frames", frames_format="ome_tiff", nbr_workers=1)
+    csv_path = write_csv(tmp_path, [{"dataset_id": ID, "file_name": str(source)}])
+    code, _out, err = _upload_cli(csv_path, config, login_file, capsys)
+    _one_line_failure(code, err, f"cannot write '{folder}/{PREFIX}", os.strerror(errno.ENOSPC),
+                      "(frames stored so far are kept: rerun with --override to resume)")
+    assert _table_counts(db_url) == (0, 0, 0)
+    stored = len(_storage(spec).list(PREFIX))
+    assert 0 < stored < NBR_FRAMES
+    assert _hidden_partials(spec) == []
+
+    grow()
+    code, out, err = _upload_cli(csv_path, config, login_file, capsys, "--override")
+    assert code == 0, err
+    assert f"{stored} already stored" in out
+    _check_complete(db_url, spec, login_file, tmp_path / "dl")
+
+
 # --------------------------------------------------------------------------- database unreachable at the commit
 def _count_puts(monkeypatch) -> list[str]:
     puts: list[str] = []
