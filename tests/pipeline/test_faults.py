@@ -63,7 +63,7 @@ def source(tmp_path_factory) -> Path:
     return folder
 
 
-def test_every_frame_has_the_same_number_of_pieces(source):
+def test_every_frame_has_the_same_number_of_pieces():
     """The piece counts of the kill points below assume it."""
     assert {len(list(png_pieces(pixels))) for pixels in EXPECTED.values()} == {PIECES}
     assert PIECES >= 2
@@ -95,7 +95,9 @@ def _table_counts(url) -> tuple[int, int, int]:
         if not sa.inspect(engine).has_table("data_set"):
             return 0, 0, 0
         with engine.connect() as conn:
-            count = lambda table: conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar()  # noqa: E731
+            def count(table: str) -> int:
+                return conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar()
+
             return count("data_set"), count("frames_global") + count("file_global"), count("frames")
     finally:
         engine.dispose()
