@@ -26,6 +26,7 @@ setup(
         "console_scripts": [
             "data_uploader=imaging_db.cli.data_uploader:main",
             "data_downloader=imaging_db.cli.data_downloader:main",
+            "data_verify=imaging_db.cli.data_verify:main",
         ]
     },
 )

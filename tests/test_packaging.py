@@ -66,7 +66,7 @@ def test_every_imported_library_is_a_pinned_requirement():
 
 def test_console_scripts_point_at_the_cli_mains():
     text = (ROOT / "setup.py").read_text()
-    for script in ("data_uploader", "data_downloader"):
+    for script in ("data_uploader", "data_downloader", "data_verify"):
         assert f'"{script}=imaging_db.cli.{script}:main"' in text
         module = __import__(f"imaging_db.cli.{script}", fromlist=["main"])
         assert callable(module.main)

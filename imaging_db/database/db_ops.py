@@ -409,3 +409,60 @@ class Database:
                 )
                 values[name] = [row[0] for row in found]
         return values
+
+    def dataset_locations(self, serials: Sequence[str] | None = None) -> list[dict]:
+        """Return where the objects of the given datasets (None: all) are and how many rows name them.
+
+        Returns
+        -------
+        list of dict
+            One per registered dataset, ordered by id, with ``dataset_serial``,
+            ``frames`` (bool), ``frames_global_id`` (None for a file dataset),
+            ``storage_dir`` (None if the dataset has neither a frames_global
+            nor a file_global row), ``nbr_rows`` (its frames rows, or 1 for
+            its file), and for a file dataset ``file_name`` and ``sha256``.
+            Ids that are not registered are left out; a database without the
+            imaging_db tables has no datasets.
+        """
+        if not self._has_tables():
+            return []
+        counts = (
+            sa.select(_frames.c.frames_global_id, sa.func.count().label("nbr_rows"))
+            .group_by(_frames.c.frames_global_id)
+            .subquery()
+        )
+        query = (
+            sa.select(
+                _data_set.c.dataset_serial,
+                _data_set.c.frames,
+                _frames_global.c.id.label("frames_global_id"),
+                sa.func.coalesce(_frames_global.c.storage_dir, _file_global.c.storage_dir).label("storage_dir"),
+                counts.c.nbr_rows,
+                _file_global.c.file_name,
+                _file_global.c.sha256,
+            )
+            .select_from(
+                _data_set.outerjoin(_frames_global, _frames_global.c.data_set_id == _data_set.c.id)
+                .outerjoin(_file_global, _file_global.c.data_set_id == _data_set.c.id)
+                .outerjoin(counts, counts.c.frames_global_id == _frames_global.c.id)
+            )
+            .order_by(_data_set.c.id)
+        )
+        if serials is not None:
+            query = query.where(_data_set.c.dataset_serial.in_(list(serials)))
+        with self._errors("listing datasets"), self.engine.connect() as conn:
+            rows = [dict(row) for row in conn.execute(query).mappings()]
+        for row in rows:
+            row["frames"] = bool(row["frames"])
+            if row["frames_global_id"] is not None:
+                row["nbr_rows"] = row["nbr_rows"] or 0
+            else:
+                row["nbr_rows"] = 1 if row["file_name"] is not None else 0
+        return rows
+
+    def frame_checksums(self, frames_global_id: int) -> dict[str, str | None]:
+        """Return ``{file_name: sha256}`` for every frames row of a dataset, in row order."""
+        c = _frames.c
+        query = sa.select(c.file_name, c.sha256).where(c.frames_global_id == frames_global_id).order_by(c.id)
+        with self._errors("reading frame checksums"), self.engine.connect() as conn:
+            return {row[0]: row[1] for row in conn.execute(query)}

@@ -1,0 +1,67 @@
+"""data_verify: re-read every stored object of datasets, compare checksums, report missing, corrupt and orphaned objects."""
+
+import argparse
+import json
+import sys
+
+if __package__ in (None, ""):  # run as `python imaging_db/cli/data_verify.py`
+    from pathlib import Path
+
+    sys.path[0] = str(Path(__file__).resolve().parents[2])
+
+from imaging_db.cli.cli_common import EXIT_FAILED, EXIT_OK, add_common_arguments, imports_done, positive_int, run
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="data_verify",
+        description="Check that every stored object of one or all datasets is there and matches its sha256, "
+                    "and find orphaned objects. Exit 0 if all is well, 1 if anything is wrong.",
+    )
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", nargs="+", dest="dataset_ids", metavar="ID",
+                       help="dataset ids, e.g. ML-2018-11-07-09-35-54-0010")
+    which.add_argument("--all", action="store_true",
+                       help="every registered dataset, and the prefixes of no registered dataset")
+    parser.add_argument("--login", help="database login JSON (default: embedded SQLite in $IMAGING_DB_HOME)")
+    parser.add_argument("--storage", choices=("local", "s3"), default="local", help="storage backend (default: local)")
+    parser.add_argument("--storage_access", help="local folder or S3 bucket (default: $IMAGING_DB_HOME/storage)")
+    parser.add_argument("--s3_endpoint_url", help="S3 endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
+    parser.add_argument("--nbr_workers", type=positive_int, help="worker threads (default: CPU count)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of the summary")
+    parser.add_argument("--remove-orphans", "--remove_orphans", dest="remove_orphans", action="store_true",
+                        help="remove orphaned objects and unfinished writes that no committed dataset owns "
+                             "(never those of an upload in progress)")
+    add_common_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from imaging_db.pipeline.verify import verify_datasets
+
+    imports_done()
+    report = verify_datasets(
+        None if args.all else args.dataset_ids,
+        login=args.login,
+        storage=args.storage,
+        storage_access=args.storage_access,
+        s3_endpoint_url=args.s3_endpoint_url,
+        nbr_workers=args.nbr_workers,
+        remove_orphans=args.remove_orphans,
+        progress=args.progress,
+    )
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print("\n".join(report.summary_lines(max_per_kind=None if args.verbose else 20)))
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``data_verify`` console script."""
+    args = parse_args(argv)
+    return run(_main, args, "data_verify")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
