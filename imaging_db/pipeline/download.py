@@ -283,15 +283,34 @@ class Downloader:
         return written
 
     def _fetch_frame(self, serial: str, storage_dir: str, row: dict, folder: Path) -> int:
-        key = f"{storage_dir}/{row['file_name']}"
+        from imaging_db.filestorage.data_storage import check_key
+
+        # Names come from the database, which anyone with write access may have edited: a frame's file
+        # name must stay one plain file in the download folder, and its key a key inside the storage.
+        name = row["file_name"]
+        if (not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\\\0")
+                or len(name.encode("utf-8", "surrogateescape")) > 255):
+            raise IntegrityError(f"dataset {serial}: the database gives frame file name {name!r}, which is not a "
+                                 "plain file name; refusing to download the dataset")
+        try:
+            key = check_key(f"{storage_dir}/{name}")
+        except InputError:
+            key = None
+        if key is None or "\0" in key:
+            raise IntegrityError(f"dataset {serial}: the database gives storage_dir {storage_dir!r}, which is not a "
+                                 "key prefix inside the storage; refusing to download the dataset")
         data = self.storage.get(key)
         digest = hashlib.sha256(data).hexdigest()
         if digest != row["sha256"]:
             raise IntegrityError(
-                f"dataset {serial}: frame {row['file_name']} in {self.storage.describe()} is corrupt: "
+                f"dataset {serial}: frame {name} in {self.storage.describe()} is corrupt: "
                 f"sha256 {digest} does not match the recorded {row['sha256']}"
             )
-        (folder / row["file_name"]).write_bytes(data)
+        path = folder / name
+        try:
+            path.write_bytes(data)
+        except OSError as exc:
+            raise StorageError(f"dataset {serial}: cannot write {str(path)!r}: {exc.strerror or exc}") from None
         fault_point("download.frame_written")
         return len(data)
 
@@ -318,9 +337,23 @@ class Downloader:
         return total
 
     def _fetch_file(self, serial: str, file_global: dict, folder: Path) -> int:
-        name = file_global["file_name"]
+        from imaging_db.filestorage.data_storage import check_key
+
+        # As in _fetch_frame: a name edited in the database must not lead out of the folder or the storage.
+        name, storage_dir = file_global["file_name"], file_global["storage_dir"]
+        if (not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\\\0")
+                or len(name.encode("utf-8", "surrogateescape")) > 255):
+            raise IntegrityError(f"dataset {serial}: the database gives file name {name!r}, which is not a "
+                                 "plain file name; refusing to download the dataset")
+        try:
+            key = check_key(f"{storage_dir}/{name}")
+        except InputError:
+            key = None
+        if key is None or "\0" in key:
+            raise IntegrityError(f"dataset {serial}: the database gives storage_dir {storage_dir!r}, which is not a "
+                                 "key prefix inside the storage; refusing to download the dataset")
         path = folder / name
-        self.storage.get_file(f"{file_global['storage_dir']}/{name}", path)
+        self.storage.get_file(key, path)
         with open(path, "rb") as handle:
             digest = hashlib.file_digest(handle, "sha256").hexdigest()
         if digest != file_global["sha256"]:
