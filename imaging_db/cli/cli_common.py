@@ -2,8 +2,10 @@
 
 import argparse
 import gc
+import json
 import logging
 import os
+import re
 import sys
 import traceback
 from typing import Callable
@@ -18,6 +20,20 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_UNEXPECTED = 2
 EXIT_INTERRUPTED = 130
+
+MASK = "***"
+# Environment variables that hold credentials (boto3 and libpq read them).
+SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "PGPASSWORD")
+# Credentials in the shapes libraries write them, whatever their value or where they came from (a profile,
+# an instance role): botocore's DEBUG log shows every request's headers and its canonical request, session
+# token included; URLs carry user:password@; libpq connection strings password=...
+_SECRET_PATTERNS = (
+    (re.compile(r"(x-amz-security-token['\"]?\s*[:=]\s*b?['\"]?)[^'\"\s,}&;]+", re.IGNORECASE), r"\1" + MASK),
+    (re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s/]+(@)", re.IGNORECASE), r"\1" + MASK + r"\2"),
+    (re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s'\"]+)", re.IGNORECASE), r"\1" + MASK),
+)
+# Shorter values are not masked: masking every "ab" in the output would hide more than the secret.
+_MIN_SECRET_LENGTH = 4
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +81,68 @@ def run(main: Callable[[argparse.Namespace], int], args: argparse.Namespace, pro
         gc.enable()
 
 
+class SecretScrubber(logging.Filter):
+    """Mask credentials in log records before any handler writes them.
+
+    Known values (``secrets``) are replaced wherever they appear, and so are
+    credentials in the shapes libraries log them (see ``_SECRET_PATTERNS``).
+    Installed on the root logger's handlers, it rewrites each record it
+    passes (message, exception text, stack), so every later handler sees the
+    masked record too.
+
+    Parameters
+    ----------
+    secrets : iterable of str
+        Values never to show; empty or very short values are ignored.
+    """
+
+    def __init__(self, secrets=()):
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if isinstance(s, str) and len(s) >= _MIN_SECRET_LENGTH},
+                              key=len, reverse=True)
+
+    def scrub(self, text: str) -> str:
+        """Return ``text`` with every credential masked."""
+        for secret in self.secrets:
+            text = text.replace(secret, MASK)
+        for pattern, replacement in _SECRET_PATTERNS:
+            text = pattern.sub(replacement, text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call: let the handler report it as logging does
+            return True
+        record.msg, record.args = self.scrub(message), ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.scrub(record.stack_info)
+        return True
+
+
+def known_secrets(args: argparse.Namespace) -> list[str]:
+    """The credentials this run may handle: the login file's password and the credential variables."""
+    secrets = [os.environ.get(name, "") for name in SECRET_VARIABLES]
+    login = getattr(args, "login", None)
+    if login:
+        try:
+            with open(login, encoding="utf-8-sig") as handle:
+                password = json.load(handle).get("password")
+        except (OSError, ValueError, AttributeError):  # a bad login file is reported by whoever reads it
+            password = None
+        if password not in (None, ""):
+            password = str(password)
+            # Also as it appears percent-encoded in a URL.
+            from urllib.parse import quote, quote_plus
+
+            secrets += [password, quote(password, safe=""), quote_plus(password)]
+    return secrets
+
+
 def _run(main: Callable[[argparse.Namespace], int], args: argparse.Namespace, prog: str, on_interrupt: str) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
@@ -74,22 +152,30 @@ def _run(main: Callable[[argparse.Namespace], int], args: argparse.Namespace, pr
         # Third-party chatter (botocore, urllib3) only with --verbose.
         for name in ("botocore", "boto3", "urllib3", "s3transfer"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    scrubber = SecretScrubber(known_secrets(args))
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(scrubber)
     try:
         return main(args)
     except ImagingDBError as exc:
         if args.verbose:
-            traceback.print_exc()
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+            print(scrubber.scrub(traceback.format_exc()), end="", file=sys.stderr)
+        print(scrubber.scrub(f"{prog}: error: {exc}"), file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print(f"{prog}: interrupted{on_interrupt}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # anything unforeseen still gets one line, never a bare traceback
         if args.verbose:
-            traceback.print_exc()
-        print(f"{prog}: unexpected error: {type(exc).__name__}: {exc} (rerun with --verbose for a traceback)",
-              file=sys.stderr)
+            print(scrubber.scrub(traceback.format_exc()), end="", file=sys.stderr)
+        print(scrubber.scrub(f"{prog}: unexpected error: {type(exc).__name__}: {exc} "
+                             "(rerun with --verbose for a traceback)"), file=sys.stderr)
         return EXIT_UNEXPECTED
+    finally:
+        for handler in handlers:
+            handler.removeFilter(scrubber)
 
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "add_common_arguments", "imports_done", "positive_int", "run"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "SecretScrubber", "add_common_arguments", "imports_done", "known_secrets",
+           "positive_int", "run"]

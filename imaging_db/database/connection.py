@@ -1,5 +1,8 @@
 """Turn a login JSON file into a SQLAlchemy engine, never exposing the password."""
 
+import logging
+import os
+import shlex
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -75,6 +78,10 @@ def url_from_login(login: dict, source: str = "<login>") -> URL:
 def load_login(path: str | Path | None) -> URL:
     """Read a login file; with no path, return the embedded SQLite database's URL.
 
+    A login file that holds a password and that other users may read or change
+    (any group or other permission bit) gets a warning, not an error: shared
+    lab machines often start that way.
+
     Raises
     ------
     InputError
@@ -82,7 +89,17 @@ def load_login(path: str | Path | None) -> URL:
     """
     if path is None:
         return URL.create("sqlite+pysqlite", database=str(default_sqlite_path()))
-    return url_from_login(load_json_file(path, "login"), str(path))
+    url = url_from_login(load_json_file(path, "login"), str(path))
+    if url.password and os.name == "posix":
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:  # it was just read; whatever happened since, the permissions are not the error
+            mode = 0
+        if mode & 0o077:
+            logging.getLogger(__name__).warning(
+                "login file %r holds a database password and other users can access it (mode %04o): "
+                "run chmod 600 %s", str(path), mode & 0o7777, shlex.quote(str(path)))
+    return url
 
 
 def safe_url(url: URL) -> str:
