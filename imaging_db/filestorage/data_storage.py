@@ -32,10 +32,14 @@ def check_key(key: str) -> str:
     Raises
     ------
     InputError
-        If the key is empty, absolute, or climbs out with ``..``.
+        If the key is empty, absolute, not UTF-8, holds a backslash or NUL, or climbs out with ``..``.
     """
-    if not key or key.startswith("/") or "\\" in key:
+    if not key or key.startswith("/") or "\\" in key or "\0" in key:
         raise InputError(f"invalid storage key {key!r}")
+    try:
+        key.encode("utf-8")  # S3 keys are UTF-8; a name that is not (surrogate escapes) has no key
+    except UnicodeEncodeError:
+        raise InputError(f"invalid storage key {key!r}: not valid UTF-8") from None
     parts = key.split("/")
     if any(part in ("", ".", "..") for part in parts) or posixpath.normpath(key) != key:
         raise InputError(f"invalid storage key {key!r}")

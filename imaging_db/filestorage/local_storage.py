@@ -3,6 +3,7 @@
 import contextlib
 import errno
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterable, Iterator
@@ -13,6 +14,9 @@ from imaging_db.faults import fault_point as _fault_point
 from imaging_db.filestorage.data_storage import DataStorage, StoredObject, check_key
 
 _PARTIAL = ".partial"
+# The temporary files of unfinished writes: ".<16 hex>.partial", and ".<name>.<32 hex>.partial" as
+# versions before 2026-11-28 named them. Only these are partials: "scan.partial" is an object like any other.
+_PARTIAL_NAME = re.compile(r"\.(?:[0-9a-f]{16}|.+\.[0-9a-f]{32})\.partial")
 # os.link's errors on file systems without hard links.
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK, errno.EXDEV}
 
@@ -147,7 +151,7 @@ class LocalStorage(DataStorage):
                 full = os.path.join(dirpath, name)
                 key = Path(full).relative_to(self.root).as_posix()
                 if key.startswith(prefix):
-                    yield key, full, name.endswith(_PARTIAL)
+                    yield key, full, _PARTIAL_NAME.fullmatch(name) is not None
 
     def list(self, prefix: str) -> dict[str, StoredObject]:
         found: dict[str, StoredObject] = {}

@@ -24,6 +24,7 @@ from imaging_db.database.db_ops import FRAME_COLUMNS_WITHOUT_METADATA, Database
 from imaging_db.errors import InputError, IntegrityError, NotFoundError, StorageError
 from imaging_db.faults import fault_point
 from imaging_db.filestorage import DataStorage
+from imaging_db.filestorage.data_storage import check_key
 from imaging_db.metadata.dataset_id import parse_dataset_id
 from imaging_db.pipeline.progress import progress_bar
 
@@ -149,6 +150,29 @@ def _remove_dead_partials(dest: Path, serial: str) -> None:
         if pid != os.getpid() and not _process_alive(pid):
             logger.info("removing %s, left by a killed download of %s", path, serial)
             shutil.rmtree(path, ignore_errors=True)
+
+
+def _checked_key(serial: str, storage_dir, name, what: str) -> str:
+    """Return the storage key of a frame or file named by the database, once its names are known to be safe.
+
+    Names come from the database, which anyone with write access may have
+    edited: the name must stay one plain file in the download folder, and the
+    key a key inside the storage.
+
+    Raises
+    ------
+    IntegrityError
+        If either is not.
+    """
+    if (not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\\\0")
+            or len(name.encode("utf-8", "surrogateescape")) > 255):
+        raise IntegrityError(f"dataset {serial}: the database gives {what} {name!r}, which is not a "
+                             "plain file name; refusing to download the dataset")
+    try:
+        return check_key(f"{storage_dir}/{name}")
+    except InputError:
+        raise IntegrityError(f"dataset {serial}: the database gives storage_dir {storage_dir!r}, which is not a "
+                             "key prefix inside the storage; refusing to download the dataset") from None
 
 
 class Downloader:
@@ -283,22 +307,8 @@ class Downloader:
         return written
 
     def _fetch_frame(self, serial: str, storage_dir: str, row: dict, folder: Path) -> int:
-        from imaging_db.filestorage.data_storage import check_key
-
-        # Names come from the database, which anyone with write access may have edited: a frame's file
-        # name must stay one plain file in the download folder, and its key a key inside the storage.
         name = row["file_name"]
-        if (not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\\\0")
-                or len(name.encode("utf-8", "surrogateescape")) > 255):
-            raise IntegrityError(f"dataset {serial}: the database gives frame file name {name!r}, which is not a "
-                                 "plain file name; refusing to download the dataset")
-        try:
-            key = check_key(f"{storage_dir}/{name}")
-        except InputError:
-            key = None
-        if key is None or "\0" in key:
-            raise IntegrityError(f"dataset {serial}: the database gives storage_dir {storage_dir!r}, which is not a "
-                                 "key prefix inside the storage; refusing to download the dataset")
+        key = _checked_key(serial, storage_dir, name, "frame file name")
         data = self.storage.get(key)
         digest = hashlib.sha256(data).hexdigest()
         if digest != row["sha256"]:
@@ -337,21 +347,8 @@ class Downloader:
         return total
 
     def _fetch_file(self, serial: str, file_global: dict, folder: Path) -> int:
-        from imaging_db.filestorage.data_storage import check_key
-
-        # As in _fetch_frame: a name edited in the database must not lead out of the folder or the storage.
-        name, storage_dir = file_global["file_name"], file_global["storage_dir"]
-        if (not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\\\0")
-                or len(name.encode("utf-8", "surrogateescape")) > 255):
-            raise IntegrityError(f"dataset {serial}: the database gives file name {name!r}, which is not a "
-                                 "plain file name; refusing to download the dataset")
-        try:
-            key = check_key(f"{storage_dir}/{name}")
-        except InputError:
-            key = None
-        if key is None or "\0" in key:
-            raise IntegrityError(f"dataset {serial}: the database gives storage_dir {storage_dir!r}, which is not a "
-                                 "key prefix inside the storage; refusing to download the dataset")
+        name = file_global["file_name"]
+        key = _checked_key(serial, file_global["storage_dir"], name, "file name")
         path = folder / name
         self.storage.get_file(key, path)
         with open(path, "rb") as handle:

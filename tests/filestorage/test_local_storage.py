@@ -64,9 +64,13 @@ class TestLocalWrites:
 
     def test_partial_files_are_not_listed(self, local):
         local.put("raw_frames/DS-1/a.png", b"x")
-        # As left by a writer that is still running (or was killed).
-        (local.root / "raw_frames" / "DS-1" / ".b.png.1234.partial").write_bytes(b"half")
-        assert set(local.list("raw_frames/")) == {"raw_frames/DS-1/a.png"}
+        # As left by writers still running (or killed): this version's name, and earlier versions'.
+        (local.root / "raw_frames" / "DS-1" / ".0a1b2c3d4e5f6789.partial").write_bytes(b"half")
+        (local.root / "raw_frames" / "DS-1" / f".b.png.{'ab' * 16}.partial").write_bytes(b"half")
+        # A user's file that happens to end in .partial is an object like any other.
+        local.put("raw_frames/DS-1/scan.partial", b"y")
+        assert set(local.list("raw_frames/")) == {"raw_frames/DS-1/a.png", "raw_frames/DS-1/scan.partial"}
+        assert len(local.partials("raw_frames/DS-1/")) == 2
 
     def test_partials_are_listed_and_discarded_only_under_their_prefix(self, local):
         local.put("raw_frames/DS-1/a.png", b"x")
