@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEMO_HOME := $(CURDIR)/demo_home
 DEMO_ID := ML-2018-11-07-09-35-54-0010
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-large bench clean
 
 # PYTHONWARNINGS=ignore: setuptools warns at length about editable installs, nothing to act on.
 # editable_mode=compat: a plain path entry, no import hook to load at every start of the CLIs.
@@ -27,6 +27,11 @@ demo: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Only the tests marked large: a BigTIFF over 4 GiB round trip, each CLI's wall time and peak RSS printed.
+# Needs about 9 GB free under the temporary folder, removed afterwards.
+test-large: install
+	$(PY) -m pytest -m large -s tests/large $(PYTEST_ARGS)
 
 # Upload/download both workloads on SQLite and PostgreSQL (and S3 on moto), time 100,000 frame rows in
 # PostgreSQL, measure the PNG options; results are appended to benchmarks/RESULTS.md.

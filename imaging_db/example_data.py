@@ -228,3 +228,56 @@ def write_imagej_stack(path: str | Path, nbr_channels: int, nbr_slices: int, nbr
         metadata["Info"] = json.dumps({"ChNames": channel_names})
     tifffile.imwrite(path, stack, imagej=True, photometric="rgb" if rgb else "minisblack", metadata=metadata)
     return path
+
+
+class _CheapFrames:
+    """Compressible uint16 frames that cost one addition each: a gradient, a fixed noise tile, a per-frame offset.
+
+    Every frame differs from every other (its offset) and they compress
+    roughly like a smooth image with a little noise, so a multi-GB file is
+    written at disk speed and uploads at the PNG encoder's speed.
+    """
+
+    def __init__(self, shape: tuple[int, int], seed: int = 0):
+        height, width = shape
+        gradient = np.add.outer(np.arange(height, dtype=np.uint32) // 8, np.arange(width, dtype=np.uint32) // 8)
+        noise = np.random.default_rng(seed).integers(0, 32, size=shape, dtype=np.uint32)
+        self.base = (1000 + gradient % 2000 + noise).astype(np.uint16)
+        self.out = np.empty(shape, dtype=np.uint16)
+
+    def frame(self, number: int) -> np.ndarray:
+        """The pixels of frame ``number``; the returned array is reused by the next call."""
+        np.add(self.base, np.uint16((number * 37) % 30000), out=self.out)
+        return self.out
+
+
+def write_large_mm_ometiff(path: str | Path, channel_names: list[str], nbr_slices: int, nbr_times: int,
+                           nbr_positions: int, shape: tuple[int, int] = (1024, 1024), seed: int = 0) -> Path:
+    """Write one Micro-Manager style BigTIFF OME-TIFF, page by page, of any size (e.g. several GB).
+
+    Pages are uint16, in time, position, slice, channel order, each with its
+    MicroManagerMetadata tag (51123); the first page carries the IJMetadata
+    Info summary and an OME-XML describing every page. Only one frame is in
+    memory at a time. Pixels are cheap and compressible (see ``_CheapFrames``);
+    read them back from the file to compare with what a download returns.
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pages = [(c, z, t, p) for t in range(nbr_times) for p in range(nbr_positions) for z in range(nbr_slices)
+             for c in range(len(channel_names))]
+    summary = json.dumps(mm_summary(channel_names, nbr_slices, nbr_times, nbr_positions, shape, "uint16"))
+    ome_xml = _ome_xml([(path, pages)], channel_names, nbr_slices, nbr_times, shape, "uint16")
+    frames = _CheapFrames(shape, seed)
+    with tifffile.TiffWriter(path, bigtiff=True) as writer:
+        for number, (c, z, t, p) in enumerate(pages):
+            extratags = [(MM_TAG, "s", 0, json.dumps(mm_frame_metadata(c, z, t, p, channel_names)), True)]
+            if number == 0:
+                extratags += list(tifffile.imagej_metadata_tag({"Info": summary}, "<"))
+            writer.write(frames.frame(number), photometric="minisblack", metadata=None, contiguous=False,
+                         description=ome_xml if number == 0 else None, extratags=extratags)
+    return path

@@ -26,6 +26,7 @@ REQUIRE_POSTGRES = os.environ.get("IMAGING_DB_REQUIRE_POSTGRES") == "1"
 def pytest_configure(config):
     config.addinivalue_line("markers", "postgresql: needs a PostgreSQL server")
     config.addinivalue_line("markers", "s3: needs the moto S3 server")
+    config.addinivalue_line("markers", "large: writes and uploads gigabytes; deselected unless asked (make test-large)")
 
 
 # --------------------------------------------------------------------------- environment
