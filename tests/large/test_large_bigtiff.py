@@ -24,6 +24,7 @@ import sqlalchemy as sa
 import tifffile
 
 from imaging_db.example_data import MM_TAG, write_large_mm_ometiff
+from imaging_db.filestorage import make_storage
 from imaging_db.images.png import decode_png
 
 pytestmark = [pytest.mark.large, pytest.mark.timeout(3600)]
@@ -85,7 +86,8 @@ def workdir(tmp_path):
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_bigtiff_over_4_gib_round_trips_in_bounded_memory(workdir):
+@pytest.mark.parametrize("storage_kind", ["local", pytest.param("s3", marks=pytest.mark.s3)])
+def test_bigtiff_over_4_gib_round_trips_in_bounded_memory(storage_kind, workdir, request):
     source = workdir / "acq" / "big_MMStack_Pos0.ome.tif"
     start = time.perf_counter()
     write_large_mm_ometiff(source, CHANNELS, NBR_SLICES, NBR_TIMES, NBR_POSITIONS, shape=SHAPE)
@@ -94,12 +96,19 @@ def test_bigtiff_over_4_gib_round_trips_in_bounded_memory(workdir):
     nbr_frames = len(CHANNELS) * NBR_SLICES * NBR_TIMES * NBR_POSITIONS
     assert size > 2**32, "the file must need BigTIFF's 64-bit offsets"
 
-    storage = workdir / "storage"
+    if storage_kind == "s3":
+        endpoint = request.getfixturevalue("moto_endpoint")
+        storage = {"storage": "s3", "storage_access": request.getfixturevalue("s3_bucket"),
+                   "s3_endpoint_url": endpoint}
+        storage_flags = ["--storage", "s3", "--storage_access", storage["storage_access"],
+                         "--s3_endpoint_url", endpoint]
+    else:
+        storage = {"storage": "local", "storage_access": str(workdir / "storage")}
+        storage_flags = ["--storage_access", storage["storage_access"]]
     login = workdir / "db.json"
     login.write_text(json.dumps({"drivername": "sqlite", "dbname": str(workdir / "db.sqlite")}))
     config = workdir / "config.json"
-    config.write_text(json.dumps({"upload_type": "frames", "frames_format": "ome_tiff", "storage": "local",
-                                  "storage_access": str(storage)}))
+    config.write_text(json.dumps({"upload_type": "frames", "frames_format": "ome_tiff", **storage}))
     csv_path = workdir / "files.csv"
     csv_path.write_text(f"dataset_id,file_name,description\n{ID},{source},4 GiB BigTIFF\n")
 
@@ -107,17 +116,20 @@ def test_bigtiff_over_4_gib_round_trips_in_bounded_memory(workdir):
                                      ["--csv", str(csv_path), "--config", str(config), "--login", str(login),
                                       "--no-progress"], workdir)
     assert f"{ID}: {nbr_frames} frames" in up.stdout
-    stored_bytes = sum(p.stat().st_size for p in (storage / "raw_frames" / ID).iterdir())
+    stored = make_storage(storage["storage"], storage["storage_access"],
+                          s3_endpoint_url=storage.get("s3_endpoint_url")).list(f"raw_frames/{ID}/")
+    stored_bytes = sum(o.size for o in stored.values())
+    assert len(stored) == nbr_frames
 
     dest = workdir / "dl"
     down_seconds, down_rss, down = run_cli("imaging_db.cli.data_downloader",
                                            ["--id", ID, "--dest", str(dest), "--login", str(login),
-                                            "--storage_access", str(storage), "--no-progress"], workdir)
+                                            *storage_flags, "--no-progress"], workdir)
     assert f"{ID}: {nbr_frames} frames" in down.stdout
 
     figures = (
-        f"\nlarge BigTIFF round trip: {size / 1e9:.2f} GB ({size / 2**30:.2f} GiB) file, {nbr_frames} frames of "
-        f"{SHAPE[1]}x{SHAPE[0]} uint16, written in {write_seconds:.0f} s; "
+        f"\nlarge BigTIFF round trip ({storage_kind} storage): {size / 1e9:.2f} GB ({size / 2**30:.2f} GiB) file, "
+        f"{nbr_frames} frames of {SHAPE[1]}x{SHAPE[0]} uint16, written in {write_seconds:.0f} s; "
         f"{stored_bytes / 1e9:.2f} GB of PNG stored\n"
         f"  data_uploader:   {up_seconds:6.1f} s wall, peak RSS {up_rss / 2**20:6.1f} MiB\n"
         f"  data_downloader: {down_seconds:6.1f} s wall, peak RSS {down_rss / 2**20:6.1f} MiB\n"

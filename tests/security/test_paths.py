@@ -57,7 +57,7 @@ def _new_files(before: dict, after: dict) -> list[str]:
 
 
 def _assert_nothing_escaped(tmp_path: Path, before: dict, allowed: tuple[str, ...]) -> None:
-    """Everything new or changed under ``tmp_path`` is under a top-level entry whose name starts with an ``allowed`` one.
+    """Everything new or changed under ``tmp_path`` is under a top-level entry starting with an ``allowed`` name.
 
     (``test.sqlite`` covers the SQLite database and the claims' lock folder beside it.)
     """
@@ -295,7 +295,8 @@ def test_hostile_file_global_in_the_database(tmp_path, db_url, login_file, stora
     for name in _bad_names(tmp_path, db_url.get_backend_name() == "postgresql"):
         data = b"planted: " + name.encode("utf-8", "surrogateescape")
         _plant(storage_spec, f"raw_files/{ID}/{name}", data)
-        execute(db_url, "UPDATE file_global SET file_name = :n, sha256 = :h", n=name, h=hashlib.sha256(data).hexdigest())
+        execute(db_url, "UPDATE file_global SET file_name = :n, sha256 = :h",
+                n=name, h=hashlib.sha256(data).hexdigest())
         line = _refused(tmp_path, login_file, storage_spec, capsys, f"file_name {name!r}")
         if len(name) < 300:
             assert "not a plain file name" in line, line

@@ -238,7 +238,8 @@ def test_scrubber_masks_known_values_and_credential_shapes():
     assert scrubber.scrub("password=xyz dbname=d") == "password=*** dbname=d"
     assert scrubber.scrub("{'X-Amz-Security-Token': b'TOKEN123', 'X-Amz-Date': b'2018'}") == \
         "{'X-Amz-Security-Token': b'***', 'X-Amz-Date': b'2018'}"
-    assert scrubber.scrub("x-amz-security-token:TOKEN123\nx-amz-date:2018") == "x-amz-security-token:***\nx-amz-date:2018"
+    assert scrubber.scrub("x-amz-security-token:TOKEN123\nx-amz-date:2018") == \
+        "x-amz-security-token:***\nx-amz-date:2018"
     assert scrubber.scrub("?X-Amz-Security-Token=TOKEN123&X-Amz-Date=1") == "?X-Amz-Security-Token=***&X-Amz-Date=1"
     # What must stay readable: a URL with a port and no password, an endpoint, the masked URL itself.
     for text in ("http://127.0.0.1:9000/bucket", "postgresql+psycopg2://u:***@h:5432/d", "s3://bucket/key"):
