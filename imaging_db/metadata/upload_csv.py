@@ -103,6 +103,9 @@ def read_upload_csv(path: str | Path) -> list[UploadRow]:
         except InputError as exc:
             raise InputError(f"{where}: {exc}") from None
         where = f"dataset {dataset_id}, {where}"
+        for column, value in raw.items():
+            if value and "\0" in value:  # neither PostgreSQL text nor a file name can hold it
+                raise InputError(f"{where}: column {column} holds a NUL character; remove it")
         if dataset_id.serial in seen:
             raise InputError(f"{where}: dataset_id also on line {seen[dataset_id.serial]}")
         seen[dataset_id.serial] = line

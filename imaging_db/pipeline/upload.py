@@ -19,6 +19,7 @@ from imaging_db.database.db_ops import Database, DatasetRecord
 from imaging_db.errors import DatasetExistsError, ImagingDBError, InputError
 from imaging_db.faults import fault_point
 from imaging_db.filestorage import DataStorage, StoredObject
+from imaging_db.filestorage.data_storage import check_key
 from imaging_db.images.png import encode_png, png_pieces
 from imaging_db.images.splitters import Frame, Splitter, make_splitter
 from imaging_db.metadata.filename_parsers import get_filename_parser
@@ -33,6 +34,8 @@ from imaging_db.pipeline.row_spool import RowSpool
 logger = logging.getLogger(__name__)
 
 _IN_FLIGHT_BYTES = 16 * 2**20
+# Frame indices are stored in 32-bit integer columns.
+_INDEX_MIN, _INDEX_MAX = -(2**31), 2**31 - 1
 _QUEUED_PUT_BYTES = 48 * 2**20
 
 
@@ -276,11 +279,23 @@ class Uploader:
                 raise InputError(f"dataset {serial}: {row.file_name}: upload_type 'file' needs a file, not a folder")
             if row.positions is not None:
                 raise InputError(f"dataset {serial}: positions can only be chosen for ome_tiff frames")
+            try:
+                check_key(f"{keys.files_dir(serial)}/{row.file_name.name}")
+            except InputError as exc:
+                raise InputError(f"dataset {serial}: {row.file_name}: this file name cannot be stored ({exc}); "
+                                 "rename the file") from None
             plan = DatasetPlan(row, "file", {"file_origin": str(row.file_name)})
         else:
-            splitter = make_splitter(self.config.frames_format, row.file_name, serial, row.positions)
-            plan = DatasetPlan(row, "frames", splitter.global_metadata(), splitter=splitter)
-            plan.nbr_frames = self._scan(plan, row)
+            try:
+                splitter = make_splitter(self.config.frames_format, row.file_name, serial, row.positions)
+                plan = DatasetPlan(row, "frames", splitter.global_metadata(), splitter=splitter)
+                plan.nbr_frames = self._scan(plan, row)
+            except ImagingDBError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - whatever a reader raises, the input file is at fault
+                logger.debug("dataset %s: reading %s failed", serial, row.file_name, exc_info=True)
+                raise InputError(f"dataset {serial}: {row.file_name}: cannot be read "
+                                 f"({type(exc).__name__}: {exc})") from None
         if self._filename_parser is not None:
             try:
                 plan.global_metadata.update(self._filename_parser(row.file_name.name))
@@ -293,8 +308,23 @@ class Uploader:
         check = load_meta_schema(row.meta_schema) if row.meta_schema else self._default_schema
         seen: dict[tuple, str] = {}
         positions_found = set()
+        layout = first_where = None
         for frame in plan.splitter.frames(read_pixels=False):
             where = frame.where
+            # What the database would refuse only at the commit, after every frame is stored.
+            for name, value in zip(("channel", "slice", "time", "position"), frame.indices):
+                if not _INDEX_MIN <= value <= _INDEX_MAX:
+                    raise InputError(f"dataset {plan.serial}: {where}: {name} index {value} is outside "
+                                     f"{_INDEX_MIN}..{_INDEX_MAX}")
+            if frame.channel_name is not None and "\0" in frame.channel_name:
+                raise InputError(f"dataset {plan.serial}: {where}: channel name {frame.channel_name!r} holds a NUL "
+                                 "character, which databases cannot store")
+            if (frame.shape, frame.dtype) != layout:
+                if layout is not None:
+                    raise InputError(
+                        f"dataset {plan.serial}: {where}: frame is {frame.dtype} {frame.shape} "
+                        f"but {first_where} is {layout[1]} {layout[0]}; all frames must match")
+                layout, first_where = (frame.shape, frame.dtype), where
             if frame.indices in seen:
                 c, z, t, p = frame.indices
                 raise InputError(

@@ -61,11 +61,9 @@ def test_commit_failure_keeps_frames_for_override(tmp_path, setup, login_file, d
     assert query(db_url, "SELECT count(*) AS n FROM frames")[0]["n"] == 3
 
 
-def test_parent_failing_in_the_same_csv(tmp_path, setup, login_file, db_url):
+def test_parent_failing_in_the_same_csv(tmp_path, setup, login_file, db_url, monkeypatch):
     folder = tmp_path / "tifs"
     write_tif_folder(folder, ["GFP"], nbr_slices=2, shape=SHAPE)
-    # One frame of another size: the parent fails while uploading, after validation.
-    tifffile.imwrite(folder / "img_GFP_t000_p000_z001.tif", np.zeros((8, 8), np.uint16), metadata=None)
     config = setup({"frames_format": "tif_folder"})
     ok_folder = tmp_path / "ok"
     write_tif_folder(ok_folder, ["GFP"], nbr_slices=1, shape=SHAPE)
@@ -73,8 +71,21 @@ def test_parent_failing_in_the_same_csv(tmp_path, setup, login_file, db_url):
         {"dataset_id": ID, "file_name": str(folder)},
         {"dataset_id": ID2, "file_name": str(ok_folder), "parent_dataset_id": ID},
     ])
+    # The parent fails while uploading, after validation: its storage refuses one frame.
+    from imaging_db.filestorage.local_storage import LocalStorage
+    from imaging_db.filestorage.s3_storage import S3Storage
+
+    def refusing(real):
+        def put(self, key, *args):
+            if key.startswith(f"raw_frames/{ID}/") and key.endswith("z001_t000_p000.png"):
+                raise StorageError(f"writing {key} failed: 503 Slow Down")
+            return real(self, key, *args)
+        return put
+
+    monkeypatch.setattr(LocalStorage, "put_stream", refusing(LocalStorage.put_stream))
+    monkeypatch.setattr(S3Storage, "put", refusing(S3Storage.put))
     parent, child = upload_from_csv(csv_path, login_file, config, progress=False)
-    assert not parent.ok and "img_GFP_t000_p000_z001.tif" in parent.error and "all frames must match" in parent.error
+    assert not parent.ok and "z001_t000_p000.png" in parent.error and "503 Slow Down" in parent.error
     assert not child.ok and f"parent_dataset_id {ID} is not in the database" in child.error
     assert query(db_url, "SELECT count(*) AS n FROM data_set")[0]["n"] == 0
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
+import tifffile
 
 from imaging_db.errors import InputError
 from imaging_db.images.file_pixels import FilePixels
@@ -30,6 +31,9 @@ class Frame:
     source: str
     page: int
     pixels: np.ndarray | FilePixels | None = field(default=None, repr=False)
+    # When scanning (no pixels): the shape and dtype the frame will be stored with, from the file's headers.
+    shape: tuple | None = None
+    dtype: np.dtype | None = None
 
     @property
     def indices(self) -> tuple[int, int, int, int]:
@@ -71,6 +75,58 @@ class Splitter(abc.ABC):
     def error(self, problem: str, source: Path | str | None = None) -> InputError:
         """Return an InputError naming the dataset and the file."""
         return InputError(f"dataset {self.dataset_serial}: {source or self.path}: {problem}")
+
+    def open_tiff(self, path: Path) -> tifffile.TiffFile:
+        """Open a TIFF file for reading, or raise one InputError naming it, whatever the reader's error.
+
+        A file cut short, a file that is not a TIFF, or a TIFF without pages
+        make tifffile raise anything from ``struct.error`` to ``IndexError``.
+        """
+        try:
+            tif = tifffile.TiffFile(path)
+        except Exception as exc:  # noqa: BLE001 - every reader error is a bad input file
+            raise self.error(f"not a readable TIFF ({type(exc).__name__}: {exc})", path) from None
+        try:
+            nbr_pages = len(tif.pages)
+        except Exception as exc:  # noqa: BLE001
+            tif.close()
+            raise self.error(f"not a readable TIFF ({type(exc).__name__}: {exc})", path) from None
+        if nbr_pages == 0:
+            tif.close()
+            raise self.error("is a TIFF without any page", path)
+        return tif
+
+    def scan_page(self, page, source: Path | str, page_nbr: int) -> tuple[tuple, np.dtype]:
+        """Return the shape and dtype a page's frame will be stored with, from its header.
+
+        Pixels are read only for floating-point pages, whose values decide
+        whether they can be stored (whole numbers within 0..65535).
+
+        Raises
+        ------
+        InputError
+            If the frame cannot be stored (shape, dtype or values).
+        """
+        if page.dtype is None:
+            raise self.error(f"page {page_nbr}: its pixel type is not supported "
+                             "(only uint8, uint16 or whole-number float32)", source)
+        return self.stored_layout(tuple(page.shape), np.dtype(page.dtype), source, page_nbr, page.asarray)
+
+    def stored_layout(self, shape: tuple, dtype: np.dtype, source: Path | str, page_nbr: int,
+                      read) -> tuple[tuple, np.dtype]:
+        """The (shape, dtype) that ``storable`` would give pixels of this shape and dtype; ``read()`` reads floats."""
+        if len(shape) == 3 and shape[2] == 1:
+            shape = shape[:2]
+        if not (len(shape) == 2 or (len(shape) == 3 and shape[2] == 3)):
+            raise self.error(f"page {page_nbr} has shape {shape}; only 2D grayscale or RGB frames are supported",
+                             source)
+        if dtype.kind == "f":
+            self.storable(read(), source, page_nbr)
+            return shape, np.dtype(np.uint16)
+        if dtype.newbyteorder("=") not in (np.uint8, np.uint16):
+            raise self.error(f"page {page_nbr} has {dtype} pixels; only uint8, uint16 (or whole-number float32) "
+                             "are supported", source)
+        return shape, dtype.newbyteorder("=")
 
     @abc.abstractmethod
     def global_metadata(self) -> dict:

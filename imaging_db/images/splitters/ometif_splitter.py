@@ -55,14 +55,14 @@ class OmeTiffSplitter(Splitter):
 
     def global_metadata(self) -> dict:
         first = self.files()[0]
-        try:
-            with tifffile.TiffFile(first) as tif:
+        with self.open_tiff(first) as tif:
+            try:
                 summary = _summary_from_ijmetadata(tif)
                 if summary is None:
                     mm_header = (tif.micromanager_metadata if tif.is_micromanager else None) or {}
                     summary = mm_header.get("Summary")
-        except (OSError, ValueError, tifffile.TiffFileError) as exc:
-            raise self.error(f"not a readable TIFF ({exc})", first) from None
+            except Exception as exc:  # noqa: BLE001 - a damaged header is a bad input file
+                raise self.error(f"cannot read its acquisition summary ({type(exc).__name__}: {exc})", first) from None
         meta: dict = {}
         if isinstance(summary, dict):
             meta.update(summary)
@@ -76,11 +76,7 @@ class OmeTiffSplitter(Splitter):
             yield from self._file_frames(file, read_pixels)
 
     def _file_frames(self, file: Path, read_pixels: bool) -> Iterator[Frame]:
-        try:
-            tif = tifffile.TiffFile(file)
-        except (OSError, ValueError, tifffile.TiffFileError) as exc:
-            raise self.error(f"not a readable TIFF ({exc})", file) from None
-        with tif:
+        with self.open_tiff(file) as tif:
             # Keep only the current page in memory however long the file.
             tif.pages.cache = False
             file_size = tif.filehandle.size
@@ -95,8 +91,10 @@ class OmeTiffSplitter(Splitter):
                 if self.positions is not None and pos_idx not in self.positions:
                     continue
                 self.check_page_data(page, file_size, file, page_nbr)
-                pixels = None
-                if read_pixels:
+                pixels = shape = dtype = None
+                if not read_pixels:
+                    shape, dtype = self.scan_page(page, file, page_nbr)
+                else:
                     try:
                         pixels = self.page_pixels(page, file, page_nbr, tif.byteorder)
                     except (OSError, ValueError, tifffile.TiffFileError) as exc:
@@ -114,4 +112,6 @@ class OmeTiffSplitter(Splitter):
                     source=str(file),
                     page=page_nbr,
                     pixels=pixels,
+                    shape=shape,
+                    dtype=dtype,
                 )

@@ -63,11 +63,7 @@ class TifFolderSplitter(Splitter):
         files = self.files()
         channel_indices = None
         for file in files:
-            try:
-                tif = tifffile.TiffFile(file)
-            except (OSError, ValueError, tifffile.TiffFileError) as exc:
-                raise self.error(f"not a readable TIFF ({exc})", file) from None
-            with tif:
+            with self.open_tiff(file) as tif:
                 if len(tif.pages) != 1:
                     raise self.error(f"holds {len(tif.pages)} pages; tif_folder expects single-frame TIFFs", file)
                 page = tif.pages[0]
@@ -93,8 +89,10 @@ class TifFolderSplitter(Splitter):
                     channel_name = parsed["channel_name"]
                     channel_idx = channel_indices[channel_name]
                     slice_idx, time_idx, pos_idx = parsed["slice_idx"], parsed["time_idx"], parsed["pos_idx"]
-                pixels = None
-                if read_pixels:
+                pixels = shape = dtype = None
+                if not read_pixels:
+                    shape, dtype = self.scan_page(page, file, 0)
+                else:
                     try:
                         pixels = self.page_pixels(page, file, 0, tif.byteorder)
                     except (OSError, ValueError, tifffile.TiffFileError) as exc:
@@ -111,4 +109,6 @@ class TifFolderSplitter(Splitter):
                     source=str(file),
                     page=0,
                     pixels=pixels,
+                    shape=shape,
+                    dtype=dtype,
                 )

@@ -26,10 +26,7 @@ class TifIdSplitter(Splitter):
     def _open(self) -> tifffile.TiffFile:
         if not self.path.is_file():
             raise self.error("tif_id needs one multi-page TIFF file")
-        try:
-            return tifffile.TiffFile(self.path)
-        except (OSError, ValueError, tifffile.TiffFileError) as exc:
-            raise self.error(f"not a readable TIFF ({exc})") from None
+        return self.open_tiff(self.path)
 
     def _imagej(self, tif: tifffile.TiffFile) -> dict:
         return tif.imagej_metadata or {}
@@ -135,8 +132,15 @@ class TifIdSplitter(Splitter):
                 slice_idx = (page_nbr // nc) % nz
                 pos_idx = (page_nbr // (nc * nz)) % npos
                 time_idx = page_nbr // (nc * nz * npos)
-                pixels = None
-                if read_pixels:
+                pixels = shape = dtype = None
+                if not read_pixels:
+                    if contiguous is None:
+                        shape, dtype = self.scan_page(tif.pages[page_nbr], self.path, page_nbr)
+                    else:
+                        # Only float frames are read here, and those come back as checked uint16 arrays.
+                        shape, dtype = self.stored_layout(contiguous[1], contiguous[2], self.path, page_nbr,
+                                                          lambda: self._page_pixels(tif, page_nbr, contiguous))
+                else:
                     try:
                         pixels = self._page_pixels(tif, page_nbr, contiguous)
                     except (OSError, ValueError, IndexError, tifffile.TiffFileError) as exc:
@@ -153,4 +157,6 @@ class TifIdSplitter(Splitter):
                     source=str(self.path),
                     page=page_nbr,
                     pixels=pixels,
+                    shape=shape,
+                    dtype=dtype,
                 )
