@@ -2,7 +2,8 @@
 
 Run only when asked (``make test-large``, or ``pytest -m large``): it writes
 about 4.4 GB of input and 2 GB each of stored and downloaded PNGs (all
-removed afterwards) and takes a few minutes on two cores.
+removed afterwards; on S3 the stored PNGs live in the moto server's memory,
+in the test process) and takes a few minutes on two cores.
 
 Each CLI runs as its own process, through a tiny wrapper that calls the
 console script's ``main`` and, just before the process exits, records the

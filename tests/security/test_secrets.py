@@ -7,6 +7,7 @@ S3 credentials are tried on the moto server with botocore's DEBUG logging on,
 which writes every request's headers.
 """
 
+import argparse
 import json
 import logging
 import os
@@ -269,7 +270,7 @@ def test_run_masks_the_error_line_and_traceback_and_removes_its_filter(tmp_path,
         logging.getLogger("imaging_db.test").warning("secret %s and %s", AWS_SECRET, PASSWORD)
         raise DatabaseError(f"failed: {PASSWORD} {AWS_SECRET}")
 
-    args = cli_common.argparse.Namespace(verbose=True, login=str(login))
+    args = argparse.Namespace(verbose=True, login=str(login))
     assert cli_common.run(main, args, "prog") == cli_common.EXIT_FAILED
     err = capsys.readouterr().err
     assert "Traceback" in err and err.rstrip().endswith("prog: error: failed: *** ***")
