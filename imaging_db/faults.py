@@ -18,8 +18,9 @@ Points (``grep -rn fault_point imaging_db`` finds them all):
 - ``upload.before_commit``: every object is stored, no row written.
 - ``db.frames_batch``: a batch of frames rows is about to go to the database (mid-commit).
 - ``upload.committed``: the dataset is registered.
-- ``download.frame_written`` / ``download.before_rename``: a frame written into the
-  hidden download folder; the folder complete, not yet renamed into place.
+- ``download.frame_written`` / ``download.before_rename`` / ``download.renamed``: a frame
+  written into the hidden download folder; the folder complete, not yet renamed into
+  place; renamed into place, the command not yet finished.
 """
 
 import os

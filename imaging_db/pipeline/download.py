@@ -256,6 +256,7 @@ class Downloader:
                 os.rename(temp, target)
             except OSError as exc:
                 raise StorageError(f"dataset {serial}: cannot move the download into {target}: {exc.strerror}") from None
+            fault_point("download.renamed")
         except BaseException:
             shutil.rmtree(temp, ignore_errors=True)
             raise

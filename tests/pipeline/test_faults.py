@@ -320,18 +320,30 @@ def test_kill_9_of_the_resume_too(tmp_path, db_url, login_file, source, capsys):
 
 # --------------------------------------------------------------------------- kill -9 of data_downloader
 @pytest.mark.parametrize("point", ["download.frame_written:1", "download.frame_written:6",
-                                   "download.before_rename:1"])
+                                   "download.before_rename:1", "download.renamed:1"])
 def test_killed_download_is_redone_into_the_same_dest(point, tmp_path, db_url, login_file, source, capsys):
     spec = _storage_spec("local", tmp_path, None)
     config = write_config(tmp_path, spec, upload_type="frames", frames_format="ome_tiff")
     csv_path = write_csv(tmp_path, [{"dataset_id": ID, "file_name": str(source)}])
     assert _upload_cli(csv_path, config, login_file, capsys)[0] == 0
     dest = tmp_path / "dl"
-    killed = subprocess.run(
-        [sys.executable, str(DOWNLOADER), "--id", ID, "--dest", str(dest), "--login", str(login_file),
-         "--storage", "local", "--storage_access", spec["storage_access"], "--no-progress", "--nbr_workers", "1"],
-        env=dict(os.environ, IMAGING_DB_FAULT=point), capture_output=True, text=True, timeout=120)
+    command = [sys.executable, str(DOWNLOADER), "--id", ID, "--dest", str(dest), "--login", str(login_file),
+               "--storage", "local", "--storage_access", spec["storage_access"], "--no-progress",
+               "--nbr_workers", "1"]
+    killed = subprocess.run(command, env=dict(os.environ, IMAGING_DB_FAULT=point), capture_output=True, text=True,
+                            timeout=120)
     assert killed.returncode == -signal.SIGKILL, (killed.stdout, killed.stderr)
+    if point == "download.renamed:1":
+        # Killed once the folder was in place: it is whole, and a second download refuses to overwrite it.
+        check_downloaded(dest / ID, EXPECTED)
+        assert [p.name for p in dest.iterdir()] == [ID]
+        again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert again.returncode != 0 and "Traceback" not in again.stderr
+        assert again.stderr.strip().splitlines() == [
+            f"data_downloader: error: dataset {ID}: {dest / ID} already exists; refusing to overwrite it"]
+        check_downloaded(dest / ID, EXPECTED)
+        assert [p.name for p in dest.iterdir()] == [ID]
+        return
     hidden = list(dest.glob(f".{ID}.*.partial"))
     assert len(hidden) == 1 and not (dest / ID).exists()  # the kill left the half download, hidden
     written = len(list(hidden[0].glob("*.png")))
