@@ -578,6 +578,55 @@ def test_real_disk_full_mid_upload_then_resume(tmp_path, db_url, login_file, sou
     _check_complete(db_url, spec, login_file, tmp_path / "dl")
 
 
+def _chattr(flag: str, path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["chattr", flag, str(path)], capture_output=True, text=True)
+
+
+def test_storage_folder_made_immutable_mid_upload_then_resume(tmp_path, db_url, login_file, source, capsys,
+                                                              monkeypatch):
+    """The dataset folder turns immutable (``chattr +i``) as the 6th frame is put in place: a refusal even root gets.
+
+    The kernel refuses the link (and the removal of the temporary file, left
+    for the resume to clean): one line, no row; once the folder is writable
+    again, the --override resume keeps the 5 frames and removes the leftover.
+    """
+    spec = _storage_spec("local", tmp_path, None)
+    config = write_config(tmp_path, spec, upload_type="frames", frames_format="ome_tiff", nbr_workers=1)
+    csv_path = write_csv(tmp_path, [{"dataset_id": ID, "file_name": str(source)}])
+    folder = Path(spec["storage_access"], *PREFIX.strip("/").split("/"))
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    if _chattr("+i", probe).returncode != 0:
+        pytest.skip("chattr +i is not supported here; test_local_storage_failing_mid_upload_then_resume covers EACCES")
+    _chattr("-i", probe)
+    links = []
+
+    def freeze_at_the_6th_link(name: str) -> None:
+        if name == "storage.before_link":
+            links.append(name)
+            if len(links) == 6:
+                assert _chattr("+i", folder).returncode == 0
+
+    monkeypatch.setattr(local_storage, "_fault_point", freeze_at_the_6th_link)
+    try:
+        code, _out, err = _upload_cli(csv_path, config, login_file, capsys)
+        assert _hidden_partials(spec) != []  # the temporary file could not be removed either
+    finally:
+        if folder.exists():
+            _chattr("-i", folder)
+    _one_line_failure(code, err, f"cannot write '{folder}/", os.strerror(errno.EPERM),
+                      "(frames stored so far are kept: rerun with --override to resume)")
+    assert _table_counts(db_url) == (0, 0, 0)
+    assert len(_storage(spec).list(PREFIX)) == 5
+    assert len(_storage(spec).partials(PREFIX)) == 1
+
+    monkeypatch.undo()
+    code, out, err = _upload_cli(csv_path, config, login_file, capsys, "--override")
+    assert code == 0, err
+    assert "5 already stored" in out
+    _check_complete(db_url, spec, login_file, tmp_path / "dl")
+
+
 # --------------------------------------------------------------------------- database unreachable at the commit
 def _count_puts(monkeypatch) -> list[str]:
     puts: list[str] = []
