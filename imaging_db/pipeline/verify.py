@@ -7,6 +7,14 @@
 Nothing is removed unless asked, and then only orphans, each prefix under its
 dataset id's claim, so that the objects of an upload in progress are never
 touched (see :meth:`Verifier.verify`).
+
+A dataset's orphans are looked for only under its own prefixes
+(``raw_frames/<id>/``, ``raw_files/<id>/``), whatever ``storage_dir`` its row
+records: that value comes from the database, and a wrong one (``raw_frames``,
+another dataset's folder) must not turn other datasets' objects into its
+orphans. Before any key is called an orphan, and again under the claim before
+it is removed, it is looked up in the rows of every committed dataset
+(:class:`_References`).
 """
 
 import collections
@@ -24,6 +32,7 @@ from typing import Sequence
 from imaging_db.database.db_ops import Database
 from imaging_db.errors import DatasetClaimedError, ImagingDBError, InputError, NotFoundError, StorageError
 from imaging_db.filestorage import DataStorage, StoredObject
+from imaging_db.filestorage.data_storage import check_key
 from imaging_db.metadata.dataset_id import parse_dataset_id
 from imaging_db.pipeline import keys
 from imaging_db.pipeline.progress import progress_bar
@@ -33,6 +42,7 @@ logger = logging.getLogger(__name__)
 UPLOAD_IN_PROGRESS = "upload in progress"
 REGISTERED_MEANWHILE = "registered while being verified; verify it again"
 NO_DATASET_ID = "not under a dataset id; not removed: look at it by hand"
+ROWS_ELSEWHERE = "its rows point elsewhere (storage_dir {}); not removed: look at them by hand"
 _TOPS = (keys.FRAMES_PREFIX, keys.FILES_PREFIX)
 
 
@@ -82,6 +92,9 @@ class DatasetReport:
         Orphaned keys and partials removed (``remove_orphans``).
     skipped : str or None
         Why its orphans were not removed, e.g. an upload in progress.
+    error : str or None
+        Why its objects could not be verified at all (a ``storage_dir`` that is
+        no key prefix inside the storage); a problem.
     """
 
     dataset_serial: str
@@ -97,6 +110,7 @@ class DatasetReport:
     partials: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     skipped: str | None = None
+    error: str | None = None
 
     @property
     def nbr_orphaned(self) -> int:
@@ -109,8 +123,8 @@ class DatasetReport:
 
     @property
     def ok(self) -> bool:
-        """Nothing missing, corrupt or unreadable, and no orphan left."""
-        return not (self.missing or self.corrupt or self.unreadable or self.remaining_orphans)
+        """Verified, nothing missing, corrupt or unreadable, and no orphan left."""
+        return not (self.error or self.missing or self.corrupt or self.unreadable or self.remaining_orphans)
 
     def summary(self) -> str:
         """``<id>: 80 frames verified, 0 missing, 0 corrupt, 0 orphaned``."""
@@ -123,6 +137,8 @@ class DatasetReport:
             line += f", {self.unchecked} without a recorded checksum"
         if self.removed:
             line += f", {len(self.removed)} removed"
+        if self.error:
+            line += ", NOT VERIFIED"
         return line
 
     def to_dict(self) -> dict:
@@ -148,6 +164,7 @@ class DatasetReport:
             "partials": self.partials,
             "removed": self.removed,
             "skipped": self.skipped,
+            "error": self.error,
         }
 
 
@@ -228,6 +245,7 @@ class VerifyReport:
             "missing": sum(len(d.missing) for d in self.datasets),
             "corrupt": sum(len(d.corrupt) for d in self.datasets),
             "unreadable": sum(len(d.unreadable) for d in self.datasets),
+            "not_verified": sum(1 for d in self.datasets if d.error),
             "orphaned": sum(d.nbr_orphaned for d in self.datasets)
                         + sum(o.nbr_orphaned for o in self.orphan_prefixes
                               if o.skipped not in (UPLOAD_IN_PROGRESS, REGISTERED_MEANWHILE)),
@@ -265,6 +283,8 @@ class VerifyReport:
                 problems.append(f"  ... and {len(items) - len(shown)} more (--json lists them all)")
 
         for d in self.datasets:
+            if d.error:
+                problems.append(f"  not verified: {d.error}")
             add(d.missing, lambda k, d=d: f"missing: {k} (dataset {d.dataset_serial} has a row for it)")
             add(d.corrupt, lambda c: f"corrupt: {c.key}: sha256 {c.actual_sha256} does not match "
                                      f"the recorded {c.recorded_sha256}")
@@ -298,6 +318,8 @@ class VerifyReport:
                  f"{t['missing']} missing, {t['corrupt']} corrupt, {t['orphaned']} orphaned")
         if t["unreadable"]:
             total += f", {t['unreadable']} unreadable"
+        if t["not_verified"]:
+            total += f", {t['not_verified']} dataset(s) not verified"
         if t["orphan_prefixes"]:
             total += f" ({t['orphan_prefixes']} prefix(es) of no dataset)"
         if t["in_progress"]:
@@ -317,6 +339,53 @@ def _group_prefix(key: str) -> str:
 def _is_group_prefix(prefix: str) -> bool:
     parts = prefix.split("/")
     return len(parts) == 3 and parts[0] in _TOPS and parts[1] != "" and parts[2] == ""
+
+
+def _own_prefixes(serial: str) -> list[str]:
+    """The prefixes whose objects belong to dataset ``serial``, and only to it: where its orphans are looked for."""
+    return [keys.frames_dir(serial) + "/", keys.files_dir(serial) + "/"]
+
+
+def _storage_dir(loc: dict) -> str:
+    """Where a dataset's rows say its objects are (its own prefix when the row has none), without ``/``."""
+    standard = keys.frames_dir(loc["dataset_serial"]) if loc["frames"] else keys.files_dir(loc["dataset_serial"])
+    return (loc["storage_dir"] or standard).rstrip("/")
+
+
+class _References:
+    """Which keys the rows of committed datasets name: asked before any key is called an orphan.
+
+    Rows name ``<storage_dir>/<file_name>``; a key is looked up under each of
+    its parent folders among the datasets' storage_dir values, so only the
+    datasets whose storage_dir is a parent of the key are read (normally none
+    but the dataset being verified, which the caller has already checked).
+    """
+
+    def __init__(self, database: Database, locations: Sequence[dict]):
+        self.database = database
+        self.by_dir: dict[str, list[dict]] = {}
+        for loc in locations:
+            self.by_dir.setdefault(_storage_dir(loc), []).append(loc)
+        self._names: dict[str, set[str]] = {}
+
+    def _names_of(self, loc: dict) -> set[str]:
+        serial = loc["dataset_serial"]
+        if serial not in self._names:
+            if loc["frames_global_id"] is not None:
+                self._names[serial] = set(self.database.frame_checksums(loc["frames_global_id"]))
+            else:
+                self._names[serial] = {loc["file_name"]} if loc["file_name"] is not None else set()
+        return self._names[serial]
+
+    def owner(self, key: str, known: str | None = None) -> str | None:
+        """Return the dataset whose row names ``key``, or None; dataset ``known`` (already checked) is not read."""
+        parts = key.split("/")
+        for i in range(1, len(parts)):
+            folder, name = "/".join(parts[:i]), "/".join(parts[i:])
+            for loc in self.by_dir.get(folder, ()):
+                if loc["dataset_serial"] != known and name in self._names_of(loc):
+                    return loc["dataset_serial"]
+        return None
 
 
 @dataclass
@@ -357,16 +426,18 @@ class Verifier:
 
         Every object a row names is read back and its sha256 compared with the
         row's (a frame row of the original imagingDB that hashed the pixels
-        also matches). Objects under a dataset's prefixes that no row names,
-        and unfinished writes there, are orphaned; with ``serials`` None, so
-        are prefixes ``raw_frames/<X>/`` and ``raw_files/<X>/`` of no
-        registered X.
+        also matches). Objects under a dataset's own prefixes
+        (``raw_frames/<id>/``, ``raw_files/<id>/``) that no row names, and
+        unfinished writes there, are orphaned; with ``serials`` None, so are
+        prefixes ``raw_frames/<X>/`` and ``raw_files/<X>/`` of no registered X.
+        A key that a row of any committed dataset names is never an orphan.
 
         With ``remove_orphans``, orphaned objects and unfinished writes are
         removed, each prefix only while holding its dataset id's claim (so
         never while an upload of that id runs; such a prefix is skipped as
         "upload in progress"), and for an unregistered id only if it is still
-        unregistered under the claim. Objects a row names are never removed.
+        unregistered under the claim. Under the claim every key is looked up
+        again in the committed rows; objects a row names are never removed.
 
         Raises
         ------
@@ -376,14 +447,18 @@ class Verifier:
             If a given dataset id is not registered.
         StorageError, DatabaseError
             If listing the storage or reading the database fails (an object
-            that cannot be read is reported as unreadable instead).
+            that cannot be read is reported as unreadable instead, a dataset
+            whose storage_dir is no key prefix as not verified).
         """
         start = time.perf_counter()
+        # The database first, then the storage: a dataset committed in between shows as a
+        # prefix of no dataset, which the claim check below tells apart from an orphan.
+        everything = self.database.dataset_locations()
         if serials is not None:
             serials = list(dict.fromkeys(parse_dataset_id(s).serial for s in serials))
             if not serials:
                 raise InputError("no dataset id given to verify")
-            found = {loc["dataset_serial"]: loc for loc in self.database.dataset_locations(serials)}
+            found = {loc["dataset_serial"]: loc for loc in everything}
             unknown = [s for s in serials if s not in found]
             if unknown:
                 raise NotFoundError(f"dataset {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} "
@@ -391,10 +466,9 @@ class Verifier:
             locations = [found[s] for s in serials]
             listings = None
         else:
-            # The database first, then the storage: a dataset committed in between shows as a
-            # prefix of no dataset, which the claim check below tells apart from an orphan.
-            locations = self.database.dataset_locations()
+            locations = everything
             listings = self._list_everything()
+        references = _References(self.database, everything)
         report = VerifyReport(self.storage.describe(), self.database.describe(), serials is None)
         total = sum(loc["nbr_rows"] for loc in locations)
         self._tmp = Path(tempfile.mkdtemp(prefix="imaging_db-verify-"))
@@ -402,12 +476,14 @@ class Verifier:
             with concurrent.futures.ThreadPoolExecutor(self.threads, thread_name_prefix="imaging_db-verify") as pool, \
                     progress_bar(total, "verify", "object", self.progress) as bar:
                 for loc in locations:
-                    report.datasets.append(self._verify_dataset(loc, listings, pool, bar))
+                    report.datasets.append(self._verify_dataset(loc, listings, references, pool, bar))
         finally:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
         if listings is not None:
-            report.orphan_prefixes = self._orphan_prefixes(listings)
+            owned = {p for loc in everything for p in _own_prefixes(loc["dataset_serial"])}
+            report.orphan_prefixes = self._orphan_prefixes(listings, owned, references)
+        del listings, references
         if remove_orphans:
             for dataset in report.datasets:
                 if dataset.nbr_orphaned:
@@ -428,25 +504,30 @@ class Verifier:
                 groups.setdefault(_group_prefix(key), _Listing()).partials.append(key)
         return groups
 
-    def _take(self, listings: dict[str, _Listing] | None, prefix: str) -> _Listing:
+    def _under(self, listings: dict[str, _Listing] | None, prefix: str) -> _Listing:
         """What is under ``prefix``: from the listing of everything when it holds it, else listed now."""
         if listings is not None and _is_group_prefix(prefix):
-            return listings.pop(prefix, _Listing())
+            return listings.get(prefix, _Listing())
         return _Listing(self.storage.list(prefix), list(self.storage.partials(prefix)))
 
     # ----------------------------------------------------------------------- one dataset
-    def _verify_dataset(self, loc: dict, listings: dict[str, _Listing] | None,
+    def _verify_dataset(self, loc: dict, listings: dict[str, _Listing] | None, references: _References,
                         pool: concurrent.futures.ThreadPoolExecutor, bar) -> DatasetReport:
         serial, frames = loc["dataset_serial"], loc["frames"]
-        standard = keys.frames_dir(serial) if frames else keys.files_dir(serial)
-        storage_dir = (loc["storage_dir"] or standard).rstrip("/")
+        storage_dir = _storage_dir(loc)
         report = DatasetReport(serial, frames, storage_dir, nbr_objects=loc["nbr_rows"])
-        prefixes = [storage_dir + "/"]
-        for other in (keys.frames_dir(serial) + "/", keys.files_dir(serial) + "/"):
-            if other not in prefixes:
-                prefixes.append(other)
-        listed = [self._take(listings, p) for p in prefixes]
-        objects = {k: v for listing in listed for k, v in listing.objects.items()}
+        try:
+            check_key(storage_dir)
+        except InputError:
+            report.error = (f"dataset {serial}: the database gives storage_dir {storage_dir!r}, which is not a "
+                            "key prefix inside the storage; its objects and orphans were not checked")
+            bar.update(loc["nbr_rows"])
+            return report
+        own = [self._under(listings, prefix) for prefix in _own_prefixes(serial)]
+        if storage_dir + "/" in _own_prefixes(serial):
+            objects = {k: v for listing in own for k, v in listing.objects.items()}
+        else:  # a storage_dir of its row's own choosing: only to find the objects its rows name
+            objects = self._under(listings, storage_dir + "/").objects
 
         if loc["frames_global_id"] is not None:
             rows = self.database.frame_checksums(loc["frames_global_id"])
@@ -479,9 +560,10 @@ class Verifier:
             for future in in_flight:
                 future.cancel()
             raise
-        del rows
-        report.orphaned = sorted(k for k in objects if k not in named)
-        report.partials = sorted(k for listing in listed for k in listing.partials)
+        del rows, objects
+        report.orphaned = sorted(k for listing in own for k in listing.objects
+                                 if k not in named and references.owner(k, known=serial) is None)
+        report.partials = sorted(k for listing in own for k in listing.partials)
         logger.debug(report.summary())
         return report
 
@@ -529,35 +611,47 @@ class Verifier:
             path.unlink(missing_ok=True)
 
     # ----------------------------------------------------------------------- orphans
-    def _orphan_prefixes(self, listings: dict[str, _Listing]) -> list[OrphanPrefix]:
-        """What the datasets did not take from the listing of everything: prefixes of no registered dataset."""
+    @staticmethod
+    def _orphan_prefixes(listings: dict[str, _Listing], owned: set[str],
+                         references: _References) -> list[OrphanPrefix]:
+        """The prefixes of the listing of everything that no registered dataset owns, less what rows name."""
         orphans = []
-        for prefix in sorted(listings):
+        for prefix in sorted(set(listings) - owned):
             listing = listings[prefix]
             serial = prefix.split("/")[1] if _is_group_prefix(prefix) else None
-            orphans.append(OrphanPrefix(prefix, serial, sorted(listing.objects), sorted(listing.partials)))
+            objects = sorted(k for k in listing.objects if references.owner(k) is None)
+            if objects or listing.partials:
+                orphans.append(OrphanPrefix(prefix, serial, objects, sorted(listing.partials)))
         return orphans
+
+    def _unreferenced(self, keys_: Sequence[str], known: str | None = None) -> list[str]:
+        """The keys that no row of a dataset committed by now names (asked under the claim, before removing)."""
+        references = _References(self.database, self.database.dataset_locations())
+        return [k for k in keys_ if references.owner(k, known=known) is None]
 
     def _remove_dataset_orphans(self, report: DatasetReport) -> None:
         """Remove a registered dataset's orphaned objects and unfinished writes, under its claim."""
+        if report.storage_dir + "/" not in _own_prefixes(report.dataset_serial):
+            # Its own folder may hold its real objects, and its row a wrong storage_dir.
+            report.skipped = ROWS_ELSEWHERE.format(report.storage_dir)
+            return
         try:
             claim = self.database.claim(report.dataset_serial)
         except DatasetClaimedError:
             report.skipped = UPLOAD_IN_PROGRESS
             return
         with claim:
-            for key in report.orphaned:
+            # Its own rows do not change once committed (report.orphaned excludes them); others' are asked again.
+            for key in self._unreferenced(report.orphaned, known=report.dataset_serial):
                 self.storage.delete(key)
                 report.removed.append(key)
             if report.partials:
-                prefixes = sorted({_group_prefix(k) if _is_group_prefix(_group_prefix(k))
-                                   else report.storage_dir + "/" for k in report.partials})
-                report.partials = self._discard_partials(prefixes, report.removed)
+                report.partials = self._discard_partials(_own_prefixes(report.dataset_serial), report.removed)
         logger.info("dataset %s: removed %d orphaned object(s) and unfinished write(s)",
                     report.dataset_serial, len(report.removed))
 
     def _remove_prefix(self, orphan: OrphanPrefix) -> None:
-        """Remove everything under the prefix of an unregistered id, under that id's claim."""
+        """Remove everything under the prefix of an unregistered id that no row names, under that id's claim."""
         if orphan.dataset_serial is None:
             orphan.skipped = NO_DATASET_ID
             return
@@ -573,7 +667,7 @@ class Verifier:
                 orphan.skipped = REGISTERED_MEANWHILE
                 return
             # Listed again: a run that ended without committing may have left more since.
-            orphan.objects = sorted(self.storage.list(orphan.prefix))
+            orphan.objects = self._unreferenced(sorted(self.storage.list(orphan.prefix)))
             for key in orphan.objects:
                 self.storage.delete(key)
                 orphan.removed.append(key)

@@ -19,6 +19,7 @@ from imaging_db.images.png import decode_png
 from imaging_db.pipeline.upload import upload_from_csv
 from imaging_db.pipeline.verify import (
     REGISTERED_MEANWHILE,
+    ROWS_ELSEWHERE,
     UPLOAD_IN_PROGRESS,
     Verifier,
     verify_datasets,
@@ -27,6 +28,7 @@ from tests.cli.test_end_to_end import ID, SHAPE, write_config, write_csv
 
 FILE_ID = "ML-2018-11-07-09-35-54-0020"
 STRAY_ID = "ML-2018-11-07-09-35-54-0099"  # never registered
+OTHER_ID = "ML-2018-11-07-09-35-54-0030"
 FRAMES = f"raw_frames/{ID}/"
 FILES = f"raw_files/{FILE_ID}/"
 
@@ -327,3 +329,82 @@ def test_empty_database_and_storage(tmp_path, db_url, storage):
         assert storage.list("raw_frames/") == {}
     finally:
         database.dispose()
+
+
+def set_storage_dir(db_url, serial: str, storage_dir: str) -> None:
+    """Edit a frames dataset's storage_dir by hand, as a lab's database may have been."""
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE frames_global SET storage_dir = :d WHERE data_set_id = "
+                             "(SELECT id FROM data_set WHERE dataset_serial = :s)"), {"d": storage_dir, "s": serial})
+    engine.dispose()
+
+
+@pytest.mark.parametrize("storage_dir", ["raw_frames", f"raw_frames/{OTHER_ID}"])
+def test_a_wrong_storage_dir_never_costs_another_dataset_its_objects(tmp_path, db_url, login_file, storage_spec,
+                                                                     storage, storage_dir):
+    """A row pointing at ``raw_frames`` or another dataset's folder: nothing of the other dataset is an orphan,
+    and its own folder's objects (perhaps its real frames) are reported but not removed."""
+    upload_frames(tmp_path, login_file, storage_spec)
+    upload_frames(tmp_path, login_file, storage_spec, serial=OTHER_ID)
+    set_storage_dir(db_url, ID, storage_dir)
+    other_keys = set(storage.list(f"raw_frames/{OTHER_ID}/"))
+    own_keys = sorted(storage.list(FRAMES))
+    assert len(other_keys) == len(own_keys) == 4
+    database = Database(db_url, create=False)
+    try:
+        for serials in ([ID], None):
+            report = verify(database, storage, serials, remove_orphans=True)
+            mine = report.datasets[0]
+            assert mine.dataset_serial == ID and mine.storage_dir == storage_dir
+            assert mine.orphaned == own_keys and mine.removed == []
+            assert mine.skipped == ROWS_ELSEWHERE.format(storage_dir) and not report.ok
+            assert report.orphan_prefixes == []
+            if serials is None:
+                other = report.datasets[1]
+                assert other.dataset_serial == OTHER_ID and other.ok and other.verified == 4
+            assert set(storage.list(f"raw_frames/{OTHER_ID}/")) == other_keys
+            assert sorted(storage.list(FRAMES)) == own_keys
+        if storage_dir == "raw_frames":
+            assert mine.missing == [f"raw_frames/{k.rsplit('/', 1)[1]}" for k in own_keys]
+        assert f"not removed: the orphans of {ID} (its rows point elsewhere" in "\n".join(report.summary_lines())
+    finally:
+        database.dispose()
+
+
+def test_objects_a_row_names_under_an_unregistered_prefix_are_not_orphans(uploaded, db_url):
+    """A dataset moved under ``raw_frames/<X>/`` of no registered X: only what its rows do not name is orphaned."""
+    database, storage, _source = uploaded
+    moved = {}
+    for key in sorted(storage.list(FRAMES)):
+        moved[f"raw_frames/{STRAY_ID}/{key.rsplit('/', 1)[1]}"] = storage.get(key)
+    for key, data in moved.items():
+        storage.put(key, data)
+    junk = f"raw_frames/{STRAY_ID}/junk.png"
+    storage.put(junk, b"no row names me")
+    set_storage_dir(db_url, ID, f"raw_frames/{STRAY_ID}")
+
+    report = verify(database, storage, remove_orphans=True)
+    frames = report.datasets[0]
+    assert frames.verified == 4 and not frames.missing and not frames.corrupt
+    (orphan,) = report.orphan_prefixes
+    assert (orphan.prefix, orphan.objects, orphan.removed) == (f"raw_frames/{STRAY_ID}/", [junk], [junk])
+    assert set(storage.list(f"raw_frames/{STRAY_ID}/")) == set(moved)
+
+
+def test_a_storage_dir_outside_the_storage_is_reported_not_raised(uploaded, db_url):
+    database, storage, _source = uploaded
+    set_storage_dir(db_url, ID, "../elsewhere")
+    before = snapshot(storage)
+    report = verify(database, storage, remove_orphans=True)
+    frames, file = report.datasets
+    assert frames.error.startswith(f"dataset {ID}: the database gives storage_dir '../elsewhere', which is not a "
+                                   "key prefix inside the storage")
+    assert (frames.verified, frames.orphaned, frames.removed) == (0, [], [])
+    assert file.ok and file.verified == 1 and not report.ok
+    assert report.orphan_prefixes == []  # its own folder is still its own, not a prefix of no dataset
+    assert snapshot(storage) == before
+    text = "\n".join(report.summary_lines())
+    assert f"{ID}: 0 frames verified, 0 missing, 0 corrupt, 0 orphaned, NOT VERIFIED" in text
+    assert "1 dataset(s) not verified; PROBLEMS FOUND" in text
+    assert report.to_dict()["datasets"][0]["error"] == frames.error
