@@ -1,7 +1,13 @@
 """What every splitter yields, and checks shared by all of them."""
 
 import abc
+import contextlib
 import json
+import logging
+import os
+import re
+import struct
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -9,8 +15,25 @@ from typing import Iterator
 import numpy as np
 import tifffile
 
-from imaging_db.errors import InputError
+from imaging_db.errors import ImagingDBError, InputError
 from imaging_db.images.file_pixels import FilePixels
+
+logger = logging.getLogger(__name__)
+
+# What tifffile logs, and then carries on without, when a file's structure is damaged: an IFD chain
+# that breaks off (the pages after it silently missing), a tag whose value lies beyond the end of the
+# file (the tag silently missing), a page without its data offsets or byte counts.
+_TIFF_DAMAGE = re.compile(
+    r"^<(TiffTag\.fromfile> "
+    r"|tifffile\.TiffPages "
+    r"|tifffile\.TiffTag \d+ @\d+> (invalid|could not read)"
+    r"|tifffile\.Tiff(Page|Frame) [^>]*> (missing|incorrect))"
+)
+
+
+def printable_path(path: Path | str) -> str:
+    """A path as text any output can take: a byte of the name that is not UTF-8 is shown as ``\\xff``."""
+    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
 
 
 @dataclass
@@ -42,7 +65,94 @@ class Frame:
 
     @property
     def where(self) -> str:
-        return f"file {self.source} page {self.page}"
+        return f"file {printable_path(self.source)} page {self.page}"
+
+
+class _DamageReports(logging.Filter):
+    """Takes what tifffile logs about a damaged file, in the thread reading it, to raise it as an error.
+
+    tifffile logs a broken IFD chain or a tag beyond the end of the file and
+    goes on with what it could read, so a file cut short would pass as one
+    with fewer pages. Records taken here are not logged: they become the
+    reader's one error line instead.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.thread = threading.get_ident()
+        self.problems: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.thread != self.thread or record.levelno < logging.WARNING:
+            return True
+        message = record.getMessage()
+        if not _TIFF_DAMAGE.match(message):
+            return True
+        self.problems.append(message)
+        return False
+
+
+@dataclass
+class OpenTiff:
+    """A TIFF file open for reading (``tif``), with checks that it is whole.
+
+    tifffile reads what it can of a damaged file; the checks here turn what
+    it skipped into an InputError naming the dataset and the file: what
+    tifffile logged, else an IFD chain that does not end where the TIFF
+    specification says, or a page with fewer tags than its IFD lists (so
+    they hold even when logging is disabled).
+    """
+
+    splitter: "Splitter"
+    path: Path
+    tif: tifffile.TiffFile
+    reports: _DamageReports = field(repr=False)
+
+    def _damaged(self, problem: str) -> InputError:
+        return self.splitter.error(f"is a damaged TIFF, cut short? ({problem})", self.path)
+
+    def check(self) -> None:
+        """Raise InputError if tifffile reported damage while reading so far."""
+        if self.reports.problems:
+            raise self._damaged(f"tifffile: {self.reports.problems[0]}")
+
+    def _ifd(self, offset: int) -> tuple[int, int]:
+        """(number of tags, offset of the next IFD) of the IFD at ``offset``, read from the file."""
+        tiff, handle = self.tif.tiff, self.tif.filehandle
+        where = handle.tell()
+        try:
+            handle.seek(offset)
+            data = handle.read(tiff.tagnosize)
+            if len(data) < tiff.tagnosize:
+                raise self._damaged(f"the IFD at byte {offset} lies beyond the end of the file")
+            tagno = struct.unpack(tiff.tagnoformat, data)[0]
+            handle.seek(offset + tiff.tagnosize + tagno * tiff.tagsize)
+            data = handle.read(tiff.offsetsize)
+            if len(data) < tiff.offsetsize:
+                raise self._damaged(f"the file ends inside the IFD at byte {offset}")
+            return tagno, struct.unpack(tiff.offsetformat, data)[0]
+        finally:
+            handle.seek(where)
+
+    def check_chain(self) -> None:
+        """Raise InputError if tifffile reported damage, or the last page's IFD links to another.
+
+        The TIFF specification ends the chain of IFDs with offset 0;
+        tifffile stops quietly at a link it cannot follow.
+        """
+        self.check()
+        nbr_pages = len(self.tif.pages)
+        _tagno, following = self._ifd(self.tif.pages[nbr_pages - 1].offset)
+        if following:
+            raise self._damaged(f"page {nbr_pages - 1} links to a next page at byte {following}, "
+                                f"which cannot be read; the file has {self.tif.filehandle.size} bytes")
+
+    def check_page(self, page, page_nbr: int) -> None:
+        """Raise InputError if tifffile reported damage or could not read all of a page's tags."""
+        self.check()
+        tagno, _following = self._ifd(page.offset)
+        if len(page.tags) != tagno:
+            raise self._damaged(f"page {page_nbr}: only {len(page.tags)} of its {tagno} tags can be read")
 
 
 class Splitter(abc.ABC):
@@ -74,54 +184,116 @@ class Splitter(abc.ABC):
 
     def error(self, problem: str, source: Path | str | None = None) -> InputError:
         """Return an InputError naming the dataset and the file."""
-        return InputError(f"dataset {self.dataset_serial}: {source or self.path}: {problem}")
+        return InputError(f"dataset {self.dataset_serial}: {printable_path(source or self.path)}: {problem}")
 
-    def open_tiff(self, path: Path) -> tifffile.TiffFile:
-        """Open a TIFF file for reading, or raise one InputError naming it, whatever the reader's error.
+    @contextlib.contextmanager
+    def open_tiff(self, path: Path, whole: bool = True) -> Iterator[OpenTiff]:
+        """Open a TIFF file for reading; every reader error, and any damage, is one InputError naming it.
 
         A file cut short, a file that is not a TIFF, or a TIFF without pages
-        make tifffile raise anything from ``struct.error`` to ``IndexError``.
+        make tifffile raise anything from ``struct.error`` to ``IndexError``,
+        or only log the damage and go on with fewer pages or tags. Here each
+        becomes one line naming the dataset and the file. Call
+        ``OpenTiff.check_page`` on each page read.
+
+        With ``whole`` (the default) the IFD chain and what tifffile reported
+        are checked on opening and on leaving; without, the caller calls
+        ``OpenTiff.check`` and ``check_chain`` where it needs a whole chain.
         """
+        path = Path(path)
+        reports = _DamageReports()
+        tiff_logger = logging.getLogger("tifffile")
+        tiff_logger.addFilter(reports)
         try:
-            tif = tifffile.TiffFile(path)
-        except Exception as exc:  # noqa: BLE001 - every reader error is a bad input file
-            raise self.error(f"not a readable TIFF ({type(exc).__name__}: {exc})", path) from None
+            try:
+                tif = tifffile.TiffFile(path)
+            except Exception as exc:  # noqa: BLE001 - every reader error is a bad input file
+                raise self.error(f"not a readable TIFF ({type(exc).__name__}: {exc})", path) from None
+            with tif:
+                opened = OpenTiff(self, path, tif, reports)
+                try:
+                    yield self._checked_open(opened, whole)
+                except ImagingDBError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a reader error while going through the pages
+                    logger.debug("dataset %s: reading %s failed", self.dataset_serial, path, exc_info=True)
+                    opened.check()  # damage, when reported, explains the reader's error
+                    raise self.error(f"cannot be read ({type(exc).__name__}: {exc})", path) from None
+                if whole:
+                    opened.check()
+        finally:
+            tiff_logger.removeFilter(reports)
+
+    def _checked_open(self, opened: OpenTiff, whole: bool) -> OpenTiff:
+        """Count the pages (tifffile reads every IFD) and, if ``whole``, check the chain of IFDs is whole."""
         try:
-            nbr_pages = len(tif.pages)
+            nbr_pages = len(opened.tif.pages)
         except Exception as exc:  # noqa: BLE001
-            tif.close()
-            raise self.error(f"not a readable TIFF ({type(exc).__name__}: {exc})", path) from None
+            opened.check()
+            raise self.error(f"not a readable TIFF ({type(exc).__name__}: {exc})", opened.path) from None
+        if whole:
+            opened.check()
         if nbr_pages == 0:
-            tif.close()
-            raise self.error("is a TIFF without any page", path)
-        return tif
+            raise self.error("is a TIFF without any page", opened.path)
+        if whole:
+            opened.check_chain()
+        return opened
+
+    @staticmethod
+    def _stored_plainly(page) -> bool:
+        """Whether a page's pixels lie uncompressed and contiguous in a file (readable without tifffile)."""
+        return bool(page.is_final and page.parent.filehandle.is_file and page.dtype is not None)
+
+    def decode_page(self, page, source: Path | str, page_nbr: int) -> np.ndarray:
+        """Decode a page's pixels with tifffile; whatever goes wrong is an InputError naming the page."""
+        try:
+            return page.asarray()
+        except Exception as exc:  # noqa: BLE001 - corrupt compressed data raises zlib.error, codec errors...
+            raise self.error(f"page {page_nbr}: cannot decode its pixels ({type(exc).__name__}: {exc})",
+                             source) from None
 
     def scan_page(self, page, source: Path | str, page_nbr: int) -> tuple[tuple, np.dtype]:
         """Return the shape and dtype a page's frame will be stored with, from its header.
 
-        Pixels are read only for floating-point pages, whose values decide
-        whether they can be stored (whole numbers within 0..65535).
+        Pixels are read only where the header cannot tell: floating-point
+        pages, whose values decide whether they can be stored (whole numbers
+        within 0..65535), and pages not stored plainly (compressed, tiled),
+        whose data only decoding proves intact. Either is read again when
+        the frame is uploaded; memory holds one page at a time.
 
         Raises
         ------
         InputError
-            If the frame cannot be stored (shape, dtype or values).
+            If the frame cannot be stored (shape, dtype or values) or its data cannot be decoded.
         """
+        if not page.shape or not all(page.shape):
+            raise self.error(f"page {page_nbr} holds no image (no width, height or samples)", source)
         if page.dtype is None:
             raise self.error(f"page {page_nbr}: its pixel type is not supported "
                              "(only uint8, uint16 or whole-number float32)", source)
-        return self.stored_layout(tuple(page.shape), np.dtype(page.dtype), source, page_nbr, page.asarray)
+        if not self._stored_plainly(page):
+            # Shape and dtype first: an unsupported page is refused without decoding it.
+            self.stored_layout(tuple(page.shape), np.dtype(page.dtype), source, page_nbr, None)
+            pixels = self.storable(self.decode_page(page, source, page_nbr), source, page_nbr)
+            return tuple(pixels.shape), pixels.dtype
+        return self.stored_layout(tuple(page.shape), np.dtype(page.dtype), source, page_nbr,
+                                  lambda: self.decode_page(page, source, page_nbr))
 
     def stored_layout(self, shape: tuple, dtype: np.dtype, source: Path | str, page_nbr: int,
                       read) -> tuple[tuple, np.dtype]:
-        """The (shape, dtype) that ``storable`` would give pixels of this shape and dtype; ``read()`` reads floats."""
+        """The (shape, dtype) that ``storable`` would give pixels of this shape and dtype.
+
+        ``read()`` returns the pixels of a floating-point frame, whose values
+        are checked; with ``read=None`` only the shape and dtype are.
+        """
         if len(shape) == 3 and shape[2] == 1:
             shape = shape[:2]
         if not (len(shape) == 2 or (len(shape) == 3 and shape[2] == 3)):
             raise self.error(f"page {page_nbr} has shape {shape}; only 2D grayscale or RGB frames are supported",
                              source)
         if dtype.kind == "f":
-            self.storable(read(), source, page_nbr)
+            if read is not None:
+                self.storable(read(), source, page_nbr)
             return shape, np.dtype(np.uint16)
         if dtype.newbyteorder("=") not in (np.uint8, np.uint16):
             raise self.error(f"page {page_nbr} has {dtype} pixels; only uint8, uint16 (or whole-number float32) "
@@ -161,10 +333,10 @@ class Splitter(abc.ABC):
 
     def page_pixels(self, page, source: Path | str, page_nbr: int, byteorder: str) -> np.ndarray | FilePixels:
         """A TIFF page's pixels: see ``pixels_in_file`` for pages stored plainly; others decoded by tifffile."""
-        if page.is_final and page.parent.filehandle.is_file and page.dtype is not None:
+        if self._stored_plainly(page):
             return self.pixels_in_file(source, page.dataoffsets[0], tuple(page.shape),
                                        np.dtype(page.dtype).newbyteorder(byteorder), page_nbr)
-        return self.storable(page.asarray(), source, page_nbr)
+        return self.storable(self.decode_page(page, source, page_nbr), source, page_nbr)
 
     def storable(self, pixels: np.ndarray, source: Path | str, page: int) -> np.ndarray:
         """Return the pixels as uint8/uint16, 2D or RGB, or raise a clear InputError.
@@ -237,6 +409,18 @@ def read_micromanager_tag(page) -> dict | None:
     return meta
 
 
+def _whole_number(value, name: str) -> int:
+    """An index as Micro-Manager writes it: an integer, or its decimal text ("3")."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isascii() and value.strip().lstrip("-").isdecimal():
+        return int(value)
+    # 1.5 or true would otherwise become 1 and put the frame in another frame's place.
+    raise ValueError(f"MicroManagerMetadata {name} = {value!r} is not an integer")
+
+
 def micromanager_indices(meta: dict) -> tuple[int, int, int, int]:
     """Return (channel, slice, time, position) from a MicroManagerMetadata dict.
 
@@ -250,10 +434,7 @@ def micromanager_indices(meta: dict) -> tuple[int, int, int, int]:
     def pick(*names, default=None):
         for name in names:
             if name in meta and meta[name] is not None:
-                try:
-                    return int(meta[name])
-                except (TypeError, ValueError):
-                    raise ValueError(f"MicroManagerMetadata {name} = {meta[name]!r} is not an integer") from None
+                return _whole_number(meta[name], name)
         if default is not None:
             return default
         raise ValueError(f"MicroManagerMetadata lacks {' or '.join(names)}")

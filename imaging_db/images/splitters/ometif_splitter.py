@@ -6,7 +6,6 @@ from typing import Iterator
 
 import tifffile
 
-from imaging_db.errors import InputError
 from imaging_db.images.splitters.base import (
     Frame,
     Splitter,
@@ -55,7 +54,8 @@ class OmeTiffSplitter(Splitter):
 
     def global_metadata(self) -> dict:
         first = self.files()[0]
-        with self.open_tiff(first) as tif:
+        with self.open_tiff(first) as opened:
+            tif = opened.tif
             try:
                 summary = _summary_from_ijmetadata(tif)
                 if summary is None:
@@ -76,11 +76,13 @@ class OmeTiffSplitter(Splitter):
             yield from self._file_frames(file, read_pixels)
 
     def _file_frames(self, file: Path, read_pixels: bool) -> Iterator[Frame]:
-        with self.open_tiff(file) as tif:
+        with self.open_tiff(file) as opened:
+            tif = opened.tif
             # Keep only the current page in memory however long the file.
             tif.pages.cache = False
             file_size = tif.filehandle.size
             for page_nbr, page in enumerate(tif.pages):
+                opened.check_page(page, page_nbr)  # a tag tifffile could not read is damage, not a missing tag
                 try:
                     meta = read_micromanager_tag(page)
                     if meta is None:
@@ -95,12 +97,7 @@ class OmeTiffSplitter(Splitter):
                 if not read_pixels:
                     shape, dtype = self.scan_page(page, file, page_nbr)
                 else:
-                    try:
-                        pixels = self.page_pixels(page, file, page_nbr, tif.byteorder)
-                    except (OSError, ValueError, tifffile.TiffFileError) as exc:
-                        if isinstance(exc, InputError):
-                            raise
-                        raise self.error(f"page {page_nbr}: cannot read pixels ({exc})", file) from None
+                    pixels = self.page_pixels(page, file, page_nbr, tif.byteorder)
                 channel_name = meta.get("Channel")
                 yield Frame(
                     channel_idx=channel_idx,

@@ -4,8 +4,6 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-import tifffile
-
 from imaging_db.errors import InputError
 from imaging_db.images.splitters.base import Frame, Splitter, micromanager_indices, read_micromanager_tag
 from imaging_db.metadata.filename_parsers import parse_sms_name
@@ -63,10 +61,12 @@ class TifFolderSplitter(Splitter):
         files = self.files()
         channel_indices = None
         for file in files:
-            with self.open_tiff(file) as tif:
+            with self.open_tiff(file) as opened:
+                tif = opened.tif
                 if len(tif.pages) != 1:
                     raise self.error(f"holds {len(tif.pages)} pages; tif_folder expects single-frame TIFFs", file)
                 page = tif.pages[0]
+                opened.check_page(page, 0)
                 self.check_page_data(page, tif.filehandle.size, file, 0)
                 try:
                     meta = read_micromanager_tag(page)
@@ -93,12 +93,7 @@ class TifFolderSplitter(Splitter):
                 if not read_pixels:
                     shape, dtype = self.scan_page(page, file, 0)
                 else:
-                    try:
-                        pixels = self.page_pixels(page, file, 0, tif.byteorder)
-                    except (OSError, ValueError, tifffile.TiffFileError) as exc:
-                        if isinstance(exc, InputError):
-                            raise
-                        raise self.error(f"cannot read pixels ({exc})", file) from None
+                    pixels = self.page_pixels(page, file, 0, tif.byteorder)
                 yield Frame(
                     channel_idx=channel_idx,
                     slice_idx=slice_idx,

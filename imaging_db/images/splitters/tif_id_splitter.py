@@ -6,7 +6,6 @@ from typing import Iterator
 import numpy as np
 import tifffile
 
-from imaging_db.errors import InputError
 from imaging_db.images.file_pixels import FilePixels
 from imaging_db.images.splitters.base import Frame, Splitter, parse_json_tag
 
@@ -23,10 +22,13 @@ class TifIdSplitter(Splitter):
 
     frames_format = "tif_id"
 
-    def _open(self) -> tifffile.TiffFile:
+    def _open(self):
+        """Open the TIFF (see ``Splitter.open_tiff``); ``frames`` checks its IFD chain."""
         if not self.path.is_file():
             raise self.error("tif_id needs one multi-page TIFF file")
-        return self.open_tiff(self.path)
+        # ImageJ writes the IFDs after the pixels: a hyperstack whose later IFDs are cut off (or, > 4 GB,
+        # never written) is read as contiguous data, checked against the file's size instead.
+        return self.open_tiff(self.path, whole=False)
 
     def _imagej(self, tif: tifffile.TiffFile) -> dict:
         return tif.imagej_metadata or {}
@@ -69,8 +71,8 @@ class TifIdSplitter(Splitter):
         return [str(c) for c in range(nbr_channels)]
 
     def global_metadata(self) -> dict:
-        with self._open() as tif:
-            imagej = self._imagej(tif)
+        with self._open() as opened:
+            imagej = self._imagej(opened.tif)
         meta: dict = {}
         for key, value in imagej.items():
             if key == "Info":
@@ -106,16 +108,17 @@ class TifIdSplitter(Splitter):
                              f"its {nbr_pages} images need {needed}")
         return offset, shape, dtype
 
-    def _page_pixels(self, tif: tifffile.TiffFile, page_nbr: int,
+    def _page_pixels(self, tif: tifffile.TiffFile, page, page_nbr: int,
                      contiguous: tuple | None) -> np.ndarray | FilePixels:
         if contiguous is None:
-            return self.page_pixels(tif.pages[page_nbr], self.path, page_nbr, tif.byteorder)
+            return self.page_pixels(page, self.path, page_nbr, tif.byteorder)
         offset, shape, dtype = contiguous
         frame_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         return self.pixels_in_file(self.path, offset + page_nbr * frame_bytes, shape, dtype, page_nbr)
 
     def frames(self, read_pixels: bool = True) -> Iterator[Frame]:
-        with self._open() as tif:
+        with self._open() as opened:
+            tif = opened.tif
             tif.pages.cache = False
             counts, nbr_pages = self._layout(tif)
             names = self._channel_names(self._imagej(tif), counts["channels"])
@@ -123,11 +126,16 @@ class TifIdSplitter(Splitter):
             if len(tif.pages) < nbr_pages:
                 # Also when only scanning: a file shorter than its header promises must fail before upload.
                 contiguous = self._contiguous_layout(tif, nbr_pages)
+            else:
+                opened.check_chain()
             nc, nz, npos = counts["channels"], counts["slices"], counts["positions"]
             file_size = tif.filehandle.size
             for page_nbr in range(nbr_pages):
+                page = None
                 if contiguous is None:
-                    self.check_page_data(tif.pages[page_nbr], file_size, self.path, page_nbr)
+                    page = tif.pages[page_nbr]
+                    opened.check_page(page, page_nbr)
+                    self.check_page_data(page, file_size, self.path, page_nbr)
                 channel_idx = page_nbr % nc
                 slice_idx = (page_nbr // nc) % nz
                 pos_idx = (page_nbr // (nc * nz)) % npos
@@ -135,18 +143,13 @@ class TifIdSplitter(Splitter):
                 pixels = shape = dtype = None
                 if not read_pixels:
                     if contiguous is None:
-                        shape, dtype = self.scan_page(tif.pages[page_nbr], self.path, page_nbr)
+                        shape, dtype = self.scan_page(page, self.path, page_nbr)
                     else:
                         # Only float frames are read here, and those come back as checked uint16 arrays.
                         shape, dtype = self.stored_layout(contiguous[1], contiguous[2], self.path, page_nbr,
-                                                          lambda: self._page_pixels(tif, page_nbr, contiguous))
+                                                          lambda: self._page_pixels(tif, None, page_nbr, contiguous))
                 else:
-                    try:
-                        pixels = self._page_pixels(tif, page_nbr, contiguous)
-                    except (OSError, ValueError, IndexError, tifffile.TiffFileError) as exc:
-                        if isinstance(exc, InputError):
-                            raise
-                        raise self.error(f"page {page_nbr}: cannot read pixels ({exc})") from None
+                    pixels = self._page_pixels(tif, page, page_nbr, contiguous)
                 yield Frame(
                     channel_idx=channel_idx,
                     slice_idx=slice_idx,
