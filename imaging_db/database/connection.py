@@ -11,7 +11,7 @@ from sqlalchemy.engine import URL, Engine
 from imaging_db.defaults import default_sqlite_path
 from imaging_db.errors import DatabaseError, InputError, NotFoundError
 from imaging_db.metadata.json_files import load_json_file
-from imaging_db.metadata.json_text import to_json_text
+from imaging_db.metadata.json_text import text_problem, to_json_text
 
 LOGIN_KEYS = ("drivername", "username", "password", "host", "port", "dbname")
 # The seed's examples say "postgres", which SQLAlchemy 1.4+ no longer accepts.
@@ -33,20 +33,31 @@ def url_from_login(login: dict, source: str = "<login>") -> URL:
     Raises
     ------
     InputError
-        On a missing key, an unknown driver or a bad port. The message never
-        contains the password.
+        On an unknown or missing key, a value that is not a string (the port
+        may be an integer), a NUL or lone surrogate in a value, an unknown
+        driver or a port outside 1..65535. The message never contains a value
+        but the port and the driver.
     """
     if not isinstance(login, dict):
         raise InputError(f"login file {source!r} must hold a JSON object")
     unknown = sorted(set(login) - set(LOGIN_KEYS))
     if unknown:
         raise InputError(f"login file {source!r}: unknown key(s) {unknown}; allowed keys are {list(LOGIN_KEYS)}")
-    driver = str(login.get("drivername") or "").strip().lower()
+    for key, value in login.items():
+        # Values are named, never shown: one of them is the password.
+        if key == "port" or value is None:
+            continue
+        if not isinstance(value, str):
+            raise InputError(f"login file {source!r}: {key} must be a string, not {type(value).__name__}")
+        problem = text_problem(value)
+        if problem:
+            raise InputError(f"login file {source!r}: {key} {problem}")
+    driver = (login.get("drivername") or "").strip().lower()
     if driver in _SQLITE_NAMES:
         dbname = login.get("dbname")
         if not dbname:
             raise InputError(f"login file {source!r}: drivername sqlite needs dbname, the database file path")
-        path = Path(str(dbname)).expanduser()
+        path = Path(dbname).expanduser()
         if not path.is_absolute() and source != "<login>":
             path = Path(source).parent / path
         return URL.create("sqlite+pysqlite", database=str(path))
@@ -58,17 +69,20 @@ def url_from_login(login: dict, source: str = "<login>") -> URL:
         if port in (None, ""):
             port = None
         else:
-            try:
-                port = int(port)
-            except (TypeError, ValueError):
-                raise InputError(f"login file {source!r}: port {port!r} is not an integer") from None
+            text = port.strip() if isinstance(port, str) else None
+            if not ((isinstance(port, int) and not isinstance(port, bool))
+                    or (text and text.isascii() and text.isdecimal())):
+                raise InputError(f"login file {source!r}: port {port!r} is not an integer")
+            if not 1 <= int(port) <= 65535:
+                raise InputError(f"login file {source!r}: port {port!r} is not within 1..65535")
+            port = int(port)
         return URL.create(
             "postgresql+psycopg2",
-            username=str(login["username"]),
-            password=None if login.get("password") in (None, "") else str(login["password"]),
-            host=str(login["host"]),
+            username=login["username"],
+            password=login.get("password") or None,
+            host=login["host"],
             port=port,
-            database=str(login["dbname"]),
+            database=login["dbname"],
         )
     raise InputError(
         f"login file {source!r}: unknown drivername {login.get('drivername')!r}; use 'postgres' or 'sqlite'"

@@ -10,6 +10,8 @@ _ID_PATTERN = re.compile(
     r"^(?P<project>[A-Za-z]+)-(?P<date>\d{4}-\d{2}-\d{2})-(?P<time>\d{2}-\d{2}-\d{2})-(?P<serial>\d{4})$",
     re.ASCII,  # \d would otherwise accept any Unicode digit, e.g. fullwidth "０"
 )
+# data_set.dataset_serial is VARCHAR(64): PostgreSQL would refuse a longer id only at the commit.
+MAX_ID_LENGTH = 64
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,8 @@ def parse_dataset_id(text: str) -> DatasetId:
     ------
     InputError
         If the identifier does not have the form
-        ``<PROJECT>-YYYY-MM-DD-HH-MM-SS-<NNNN>`` or its date-time does not exist.
+        ``<PROJECT>-YYYY-MM-DD-HH-MM-SS-<NNNN>``, is longer than 64 characters,
+        or its date-time does not exist.
     """
     text = (text or "").strip()
     match = _ID_PATTERN.match(text)
@@ -62,6 +65,9 @@ def parse_dataset_id(text: str) -> DatasetId:
             f"invalid dataset id {text!r}: expected <PROJECT>-YYYY-MM-DD-HH-MM-SS-<NNNN>, "
             "e.g. ML-2018-11-07-09-35-54-0010"
         )
+    if len(text) > MAX_ID_LENGTH:
+        raise InputError(f"invalid dataset id {text!r}: longer than {MAX_ID_LENGTH} characters; "
+                         "use a shorter project id")
     try:
         date_time = datetime.datetime.strptime(
             f"{match['date']}-{match['time']}", "%Y-%m-%d-%H-%M-%S"

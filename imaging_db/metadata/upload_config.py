@@ -8,6 +8,7 @@ import jsonschema
 from imaging_db.errors import InputError
 from imaging_db.metadata.filename_parsers import FILENAME_PARSERS
 from imaging_db.metadata.json_files import load_json_file
+from imaging_db.metadata.json_text import text_problem
 
 UPLOAD_TYPES = ("frames", "file")
 FRAMES_FORMATS = ("ome_tiff", "tif_folder", "tif_id")
@@ -92,6 +93,11 @@ def parse_upload_config(data: dict, source: str = "<config>", base_dir: Path | N
     )
     if errors:
         raise InputError(_schema_error_line(source, errors[0]))
+    for key, value in data.items():
+        # Only the microscope is stored as text, but a path or bucket with a NUL fails as obscurely.
+        problem = text_problem(value) if isinstance(value, str) else None
+        if problem:
+            raise InputError(f"config file {source!r}: {key} {value!r} {problem}")
     upload_type = data.get("upload_type")
     alias = data.get("format")
     if upload_type and alias and upload_type != alias:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from imaging_db.errors import InputError
 from imaging_db.metadata.dataset_id import DatasetId, parse_dataset_id
+from imaging_db.metadata.json_text import text_problem
 from imaging_db.metadata.upload_config import resolve_input_path
 
 REQUIRED_COLUMNS = ("dataset_id", "file_name")
@@ -73,6 +74,10 @@ def read_upload_csv(path: str | Path) -> list[UploadRow]:
         raise InputError(f"CSV file {str(path)!r} does not exist") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"cannot read CSV file {str(path)!r}: {exc}") from None
+    twice = sorted({c for c in header if c and header.count(c) > 1})
+    if twice:
+        # csv.DictReader would keep only the last of them, silently.
+        raise InputError(f"CSV file {str(path)!r} has column(s) {twice} more than once")
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise InputError(f"CSV file {str(path)!r} lacks column(s) {missing}; it has {header}")
@@ -104,8 +109,9 @@ def read_upload_csv(path: str | Path) -> list[UploadRow]:
             raise InputError(f"{where}: {exc}") from None
         where = f"dataset {dataset_id}, {where}"
         for column, value in raw.items():
-            if value and "\0" in value:  # neither PostgreSQL text nor a file name can hold it
-                raise InputError(f"{where}: column {column} holds a NUL character; remove it")
+            problem = text_problem(value) if value else None
+            if problem:  # neither PostgreSQL text nor a file name can hold it
+                raise InputError(f"{where}: column {column} {problem}; remove it")
         if dataset_id.serial in seen:
             raise InputError(f"{where}: dataset_id also on line {seen[dataset_id.serial]}")
         seen[dataset_id.serial] = line

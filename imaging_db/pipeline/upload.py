@@ -304,7 +304,15 @@ class Uploader:
         return plan
 
     def _scan(self, plan: DatasetPlan, row: UploadRow) -> int:
-        """Read every frame's indices and metadata (no pixels): duplicates, schema, positions."""
+        """Read every frame's header, indices and metadata: what would fail later is refused now.
+
+        Shape and dtype come from the TIFF headers (the splitter reads the
+        pixels only of float or compressed pages); indices must fit the
+        database's 32-bit columns and name a storage key, channel names must
+        be text every database stores; then duplicates, meta_schema, positions.
+        """
+        from imaging_db.metadata.json_text import text_problem
+
         check = load_meta_schema(row.meta_schema) if row.meta_schema else self._default_schema
         seen: dict[tuple, str] = {}
         positions_found = set()
@@ -313,12 +321,13 @@ class Uploader:
             where = frame.where
             # What the database would refuse only at the commit, after every frame is stored.
             for name, value in zip(("channel", "slice", "time", "position"), frame.indices):
-                if not _INDEX_MIN <= value <= _INDEX_MAX:
+                if not 0 <= value <= _INDEX_MAX:
                     raise InputError(f"dataset {plan.serial}: {where}: {name} index {value} is outside "
-                                     f"{_INDEX_MIN}..{_INDEX_MAX}")
-            if frame.channel_name is not None and "\0" in frame.channel_name:
-                raise InputError(f"dataset {plan.serial}: {where}: channel name {frame.channel_name!r} holds a NUL "
-                                 "character, which databases cannot store")
+                                     f"0..{_INDEX_MAX}")
+            problem = text_problem(frame.channel_name) if frame.channel_name is not None else None
+            if problem:
+                raise InputError(f"dataset {plan.serial}: {where}: channel name {frame.channel_name!r} {problem}, "
+                                 "which databases cannot store")
             if (frame.shape, frame.dtype) != layout:
                 if layout is not None:
                     raise InputError(
