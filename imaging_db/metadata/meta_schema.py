@@ -15,7 +15,8 @@ def load_meta_schema(path: Path) -> FrameValidator:
     """Load a JSON schema file and return a function that checks one frame's metadata.
 
     The returned function gives None when the metadata is valid, else a short
-    description of the first problem.
+    description of the first problem; it raises InputError naming the file if
+    the schema cannot be applied (a ``$ref`` that resolves to nothing).
 
     Raises
     ------
@@ -33,7 +34,11 @@ def load_meta_schema(path: Path) -> FrameValidator:
     validator = validator_cls(schema)
 
     def check(metadata: dict) -> str | None:
-        error = jsonschema.exceptions.best_match(validator.iter_errors(metadata))
+        try:
+            error = jsonschema.exceptions.best_match(validator.iter_errors(metadata))
+        except Exception as exc:  # noqa: BLE001 - a $ref to nowhere is found only when validating
+            raise InputError(f"meta_schema file {str(path)!r} cannot be applied "
+                             f"({type(exc).__name__}: {exc})") from None
         if error is None:
             return None
         where = "/".join(str(p) for p in error.absolute_path)

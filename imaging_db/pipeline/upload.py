@@ -343,7 +343,10 @@ class Uploader:
             seen[frame.indices] = where
             positions_found.add(frame.pos_idx)
             if check is not None:
-                problem = check(frame.metadata)
+                try:
+                    problem = check(frame.metadata)
+                except InputError as exc:  # the schema itself, e.g. a $ref to nowhere
+                    raise InputError(f"dataset {plan.serial}: {exc}") from None
                 if problem:
                     raise InputError(f"dataset {plan.serial}: {where}: metadata fails meta_schema: {problem}")
         if row.positions is not None:

@@ -411,6 +411,9 @@ CASES = [
     ("metadata-fails-meta-schema", then(_write_text("schema.json", '{"required": ["Objective"]}'), bad_row(
         lambda e: {"dataset_id": ID2, "file_name": str(e.good), "meta_schema": str(e.tmp / "schema.json")})),
      rf"dataset {ID2}: file .*\.ome\.tif page 0: metadata fails meta_schema: 'Objective' is a required property"),
+    ("meta-schema-ref-to-nowhere", then(_write_text("schema.json", '{"$ref": "#/definitions/nowhere"}'), bad_row(
+        lambda e: {"dataset_id": ID2, "file_name": str(e.good), "meta_schema": str(e.tmp / "schema.json")})),
+     rf"dataset {ID2}: meta_schema file '.*schema.json' cannot be applied .*nowhere"),
     # ------------------------------------------------------------------ config
     ("config-does-not-exist", lambda env: env.upload(env.csv(), env.tmp / "absent.json"),
      r"config file '.*absent.json' does not exist"),
@@ -439,6 +442,9 @@ CASES = [
      r"'parse_everything' is not one of"),
     ("config-png-compression-out-of-range", bad_config({**GOOD_CONFIG, "png_compression": 12}),
      r"key 'png_compression': 12 is greater than the maximum"),
+    ("config-storage-folder-is-a-file", lambda env: env.upload(
+        env.csv(), env.config({**GOOD_CONFIG, "storage_access": str(_plain_file(env, "not_a_folder"))})),
+     r"cannot create storage folder '.*not_a_folder'"),
     ("config-missing-meta-schema", lambda env: env.upload(
         env.csv(), env.config({**GOOD_CONFIG, "meta_schema": str(env.tmp / "nope.json")})),
      r"meta_schema file '.*nope.json' does not exist"),
@@ -667,6 +673,13 @@ def test_bad_input(make_env, tmp_path, make, pattern, capsys):
 def test_bad_input_on_s3(make_env, moto_endpoint, s3_bucket, make, pattern, capsys):
     env = make_env({"storage": "s3", "storage_access": s3_bucket, "s3_endpoint_url": moto_endpoint})
     _run(env, make, pattern, capsys)
+
+
+@pytest.mark.s3
+def test_missing_bucket_is_refused_before_anything(make_env, moto_endpoint, s3_bucket, capsys):
+    env = make_env({"storage": "s3", "storage_access": s3_bucket, "s3_endpoint_url": moto_endpoint})
+    config = env.config({**GOOD_CONFIG, "storage_access": "no-such-bucket-here"})
+    _run(env, lambda e: e.upload(e.csv(), config), r"no-such-bucket-here", capsys)
 
 
 def test_csv_with_bom_uploads(make_env, tmp_path, capsys):
