@@ -74,3 +74,11 @@ def test_impossible_date_time_is_refused(text):
 def test_error_is_also_a_value_error():
     with pytest.raises(ValueError):
         parse_dataset_id("nope")
+
+
+def test_id_of_64_characters_is_the_longest():
+    """data_set.dataset_serial is VARCHAR(64): PostgreSQL would refuse a longer id only at the commit."""
+    longest = "M" * 39 + "-2018-11-07-09-35-54-0010"
+    assert len(longest) == 64 and parse_dataset_id(longest).project_id == "M" * 39
+    with pytest.raises(InputError, match=r"invalid dataset id 'M{40}-2018-11-07-09-35-54-0010': longer than 64"):
+        parse_dataset_id("M" + longest)

@@ -78,3 +78,12 @@ def test_schema_not_json(tmp_path):
     path = _write(tmp_path, "{type: object}")
     with pytest.raises(InputError, match=rf"^meta_schema file {re.escape(repr(str(path)))} is not valid JSON"):
         load_meta_schema(path)
+
+
+def test_ref_to_nowhere_is_found_when_applied(tmp_path):
+    """jsonschema resolves a $ref only when validating: the error names the schema, not the frame."""
+    path = _write(tmp_path, {"$ref": "#/definitions/nowhere"})
+    check = load_meta_schema(path)
+    with pytest.raises(InputError, match=rf"^meta_schema file {re.escape(repr(str(path)))} cannot be applied "
+                                         r"\(.*nowhere"):
+        check({"Exposure-ms": 10})

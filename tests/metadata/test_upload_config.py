@@ -188,3 +188,10 @@ def test_png_compression_must_be_a_zlib_level(value):
 def test_png_compression_is_unset_by_default():
     assert parse_upload_config({"upload_type": "file"}).png_compression is None
     assert parse_upload_config({"upload_type": "file", "png_compression": 6}).png_compression == 6
+
+
+@pytest.mark.parametrize("value, problem", [("scope\x00 1", "holds a NUL character"),
+                                            ("scope \udc80", "is not valid Unicode")])
+def test_text_values_every_database_stores(value, problem):
+    with pytest.raises(InputError, match=rf"^config file '<config>': microscope .* {problem}"):
+        parse_upload_config({"upload_type": "file", "microscope": value})

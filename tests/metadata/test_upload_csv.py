@@ -169,6 +169,22 @@ def test_unknown_columns(data_dir):
         read_upload_csv(path)
 
 
+def test_column_named_twice(data_dir):
+    """csv.DictReader would keep the last of them, silently."""
+    path = _csv(data_dir, "dataset_id,file_name, file_name", f"{ID1},a.ome.tif,folder")
+    with pytest.raises(InputError, match=rf"^CSV file {re.escape(repr(str(path)))} has column\(s\) \['file_name'\] "
+                                         "more than once$"):
+        read_upload_csv(path)
+
+
+@pytest.mark.parametrize("description", ["a\x00b", "\x00"])
+def test_nul_in_a_field(data_dir, description):
+    path = _csv(data_dir, "dataset_id,file_name,description", f"{ID1},a.ome.tif,{description}")
+    with pytest.raises(InputError, match=rf"^dataset {ID1}, CSV files.csv line 2: column description holds a NUL "
+                                         "character; remove it$"):
+        read_upload_csv(path)
+
+
 def test_header_only(data_dir):
     path = _csv(data_dir, "dataset_id,file_name")
     with pytest.raises(InputError, match=rf"^CSV file {re.escape(repr(str(path)))} has no dataset rows$"):
