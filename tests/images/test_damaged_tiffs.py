@@ -76,23 +76,27 @@ class TestCutShort:
             _scan("ome_tiff", _cut(ome_file, offset))
         assert [r for r in caplog.records if r.name == "tifffile"] == []
 
-    def test_other_threads_reports_pass(self):
-        reports = _DamageReports()
+    def test_other_threads_reports_pass(self, tmp_path, caplog):
+        reports = _DamageReports(tmp_path / "a.tif")
 
-        def damage():
-            return logging.LogRecord("tifffile", logging.ERROR, __file__, 1,
-                                     "<tifffile.TiffPages @8> invalid page offset 99", None, None)
+        def record(message):
+            return logging.LogRecord("tifffile", logging.ERROR, __file__, 1, message, None, None)
 
+        damage = "<tifffile.TiffPages @8> invalid page offset 99"
         passed = []
-        thread = threading.Thread(target=lambda: passed.append(reports.filter(damage())))
+        thread = threading.Thread(target=lambda: passed.append(reports.filter(record(damage))))
         thread.start()
         thread.join()
         assert passed == [True] and reports.problems == []
-        record = damage()
-        assert reports.filter(record) is False and reports.problems == [record.getMessage()]
-        harmless = logging.LogRecord("tifffile", logging.WARNING, __file__, 1,
-                                     "<tifffile.read_json> raised ValueError", None, None)
-        assert reports.filter(harmless) is True
+        assert reports.filter(record(damage)) is False and reports.problems == [damage]
+        # tifffile's other warnings, about tags imaging_db does not use, go to debug: no line on stderr
+        with caplog.at_level(logging.DEBUG, logger="imaging_db"):
+            assert reports.filter(record("<tifffile.TiffTag 296 @8> raised ValueError('7 is not a valid RESUNIT')")) \
+                is False
+        assert reports.problems == [damage]
+        assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+            (logging.DEBUG, f"{tmp_path / 'a.tif'}: tifffile: <tifffile.TiffTag 296 @8> raised ValueError("
+                            "'7 is not a valid RESUNIT')")]
 
     def test_whole_file_passes(self, ome_file):
         assert len(_scan("ome_tiff", ome_file)) == 3
@@ -115,6 +119,18 @@ class TestCutShort:
             inside = tif.pages[-1].dataoffsets[0] + 10
         with pytest.raises(InputError, match=r"cut.tif: cannot map its contiguous ImageJ data: the file has"):
             _scan("tif_id", _cut(stack, inside, "cut.tif"))
+
+    def test_strips_shorter_than_the_frame(self, tmp_path):
+        """A width damaged in the header would make the frame read bytes beyond its strips."""
+        (path,) = write_mm_ometiff(tmp_path / "acq", ["GFP"], 1, 1, 1, shape=SHAPE)
+        with tifffile.TiffFile(path) as tif:
+            width_tag = tif.pages[0].tags["ImageWidth"]
+        data = bytearray(path.read_bytes())
+        data[width_tag.offset + 8:width_tag.offset + 10] = struct.pack("<H", 2 * SHAPE[1])
+        path.write_bytes(bytes(data))
+        with pytest.raises(InputError, match=rf"page 0: its pixel data is {SHAPE[0] * SHAPE[1] * 2} bytes but a "
+                                             rf"uint16 frame of shape \({SHAPE[0]}, {2 * SHAPE[1]}\) needs"):
+            _scan("ome_tiff", path)
 
     def test_empty_ifd(self, tmp_path):
         path = tmp_path / "empty.tif"

@@ -22,12 +22,16 @@ logger = logging.getLogger(__name__)
 
 # What tifffile logs, and then carries on without, when a file's structure is damaged: an IFD chain
 # that breaks off (the pages after it silently missing), a tag whose value lies beyond the end of the
-# file (the tag silently missing), a page without its data offsets or byte counts.
+# file (the tag silently missing), a page without its data offsets or byte counts, an ImageJ stack
+# shorter than its header says (tif_id then checks the file's size itself).
+# PNG (and the im_width/im_height columns) take at most 2**31 - 1 pixels on a side.
+_MAX_SIDE = 2**31 - 1
 _TIFF_DAMAGE = re.compile(
     r"^<(TiffTag\.fromfile> "
     r"|tifffile\.TiffPages "
     r"|tifffile\.TiffTag \d+ @\d+> (invalid|could not read)"
-    r"|tifffile\.Tiff(Page|Frame) [^>]*> (missing|incorrect))"
+    r"|tifffile\.Tiff(Page|Frame) [^>]*> (missing|incorrect)"
+    r"|tifffile\.TiffFile [^>]*> ImageJ series metadata invalid)"
 )
 
 
@@ -69,26 +73,30 @@ class Frame:
 
 
 class _DamageReports(logging.Filter):
-    """Takes what tifffile logs about a damaged file, in the thread reading it, to raise it as an error.
+    """Takes what tifffile logs while one thread reads one file: damage to raise, the rest to debug.
 
     tifffile logs a broken IFD chain or a tag beyond the end of the file and
     goes on with what it could read, so a file cut short would pass as one
-    with fewer pages. Records taken here are not logged: they become the
-    reader's one error line instead.
+    with fewer pages: such records become the reader's one error line. Its
+    other warnings (a tag value it does not know, a vendor header it cannot
+    parse) concern tags imaging_db does not use: logged at debug level, they
+    show with ``--verbose`` and do not add lines to an error or a summary.
     """
 
-    def __init__(self):
+    def __init__(self, path: Path):
         super().__init__()
+        self.path = path
         self.thread = threading.get_ident()
         self.problems: list[str] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.thread != self.thread or record.levelno < logging.WARNING:
+        if record.thread != self.thread:
             return True
         message = record.getMessage()
-        if not _TIFF_DAMAGE.match(message):
-            return True
-        self.problems.append(message)
+        if record.levelno >= logging.WARNING and _TIFF_DAMAGE.match(message):
+            self.problems.append(message)
+        else:
+            logger.debug("%s: tifffile: %s", printable_path(self.path), message)
         return False
 
 
@@ -201,7 +209,7 @@ class Splitter(abc.ABC):
         ``OpenTiff.check`` and ``check_chain`` where it needs a whole chain.
         """
         path = Path(path)
-        reports = _DamageReports()
+        reports = _DamageReports(path)
         tiff_logger = logging.getLogger("tifffile")
         tiff_logger.addFilter(reports)
         try:
@@ -268,10 +276,19 @@ class Splitter(abc.ABC):
         """
         if not page.shape or not all(page.shape):
             raise self.error(f"page {page_nbr} holds no image (no width, height or samples)", source)
+        if not all(isinstance(n, (int, np.integer)) and n > 0 for n in page.shape):
+            raise self.error(f"page {page_nbr}: its header gives no valid shape ({str(page.shape)[:60]})", source)
         if page.dtype is None:
             raise self.error(f"page {page_nbr}: its pixel type is not supported "
                              "(only uint8, uint16 or whole-number float32)", source)
-        if not self._stored_plainly(page):
+        if self._stored_plainly(page):
+            # Read from the file as they lie (FilePixels): the strips must hold the whole frame.
+            needed = int(np.prod(page.shape, dtype=np.int64)) * np.dtype(page.dtype).itemsize
+            if sum(page.databytecounts) < needed:
+                raise self.error(f"page {page_nbr}: its pixel data is {sum(page.databytecounts)} bytes but a "
+                                 f"{page.dtype} frame of shape {page.shape} needs {needed} (damaged header?)",
+                                 source)
+        else:
             # Shape and dtype first: an unsupported page is refused without decoding it.
             self.stored_layout(tuple(page.shape), np.dtype(page.dtype), source, page_nbr, None)
             pixels = self.storable(self.decode_page(page, source, page_nbr), source, page_nbr)
@@ -291,6 +308,9 @@ class Splitter(abc.ABC):
         if not (len(shape) == 2 or (len(shape) == 3 and shape[2] == 3)):
             raise self.error(f"page {page_nbr} has shape {shape}; only 2D grayscale or RGB frames are supported",
                              source)
+        if max(shape[:2]) > _MAX_SIDE:
+            raise self.error(f"page {page_nbr} is {shape[1]} x {shape[0]} pixels; a PNG frame has at most "
+                             f"{_MAX_SIDE} on a side", source)
         if dtype.kind == "f":
             if read is not None:
                 self.storable(read(), source, page_nbr)
