@@ -690,3 +690,13 @@ def test_csv_with_bom_uploads(make_env, tmp_path, capsys):
     assert path.read_bytes().startswith(b"\xef\xbb\xbf")
     assert data_uploader.main(env.upload(path, env.config())[1:] + ["--no-progress"]) == 0, capsys.readouterr().err
     assert ID in json.dumps(_database_rows(env.db_url)["data_set"])
+
+
+def test_file_with_a_long_name_uploads(make_env, tmp_path, capsys):
+    """Not bad input either: a file name of 250 bytes (temporary names must not make it too long)."""
+    env = make_env({"storage": "local", "storage_access": str(tmp_path / "storage"), "s3_endpoint_url": None})
+    path = _plain_file(env, "n" * 246 + ".txt")
+    csv_path = write_csv(env.tmp, [{"dataset_id": ID, "file_name": str(path)}])
+    code = data_uploader.main(env.upload(csv_path, env.config({"upload_type": "file"}))[1:] + ["--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    assert (tmp_path / "storage" / "raw_files" / ID / path.name).read_bytes() == b"some bytes"
