@@ -23,7 +23,7 @@ from imaging_db.filestorage.data_storage import check_key
 from imaging_db.images.png import encode_png, png_pieces
 from imaging_db.images.splitters import Frame, Splitter, make_splitter
 from imaging_db.metadata.filename_parsers import get_filename_parser
-from imaging_db.metadata.json_text import to_json_text
+from imaging_db.metadata.json_text import text_problem, to_json_text
 from imaging_db.metadata.meta_schema import load_meta_schema
 from imaging_db.metadata.upload_config import UploadConfig
 from imaging_db.metadata.upload_csv import UploadRow
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 _IN_FLIGHT_BYTES = 16 * 2**20
 # Frame indices are stored in 32-bit integer columns.
-_INDEX_MIN, _INDEX_MAX = -(2**31), 2**31 - 1
+_INDEX_MAX = 2**31 - 1
 _QUEUED_PUT_BYTES = 48 * 2**20
 
 
@@ -311,7 +311,6 @@ class Uploader:
         database's 32-bit columns and name a storage key, channel names must
         be text every database stores; then duplicates, meta_schema, positions.
         """
-        from imaging_db.metadata.json_text import text_problem
 
         check = load_meta_schema(row.meta_schema) if row.meta_schema else self._default_schema
         seen: dict[tuple, str] = {}
