@@ -362,14 +362,20 @@ class Downloader:
         return path.stat().st_size
 
 
-def download_dataset(dataset_serial: str, dest: str | Path, login: str | Path | None = None,
-                     selection: FrameSelection | None = None, metadata: bool = True, download: bool = True,
-                     storage: str = "local", storage_access: str | None = None,
-                     s3_endpoint_url: str | None = None, nbr_workers: int | None = None,
-                     progress: bool | None = None) -> DownloadResult:
-    """Download one dataset: the library behind ``data_downloader``.
+def open_for_reading(login: str | Path | None, storage: str, storage_access: str | None,
+                     s3_endpoint_url: str | None, nbr_workers: int | None,
+                     missing: str) -> tuple[Database, DataStorage, int]:
+    """The database, storage and worker count of a command that reads datasets (download, verify).
 
-    See :meth:`Downloader.download` for what is written and raised.
+    The database is opened without creating it: a missing SQLite file is a
+    NotFoundError whose message starts with ``missing``.
+
+    Raises
+    ------
+    InputError
+        On a bad login, storage or worker count.
+    NotFoundError
+        If the SQLite database file does not exist.
     """
     from imaging_db.database.connection import load_login
     from imaging_db.defaults import DEFAULT_NBR_WORKERS
@@ -384,7 +390,22 @@ def download_dataset(dataset_serial: str, dest: str | Path, login: str | Path | 
     try:
         database = Database(url, create=False)
     except NotFoundError as exc:
-        raise NotFoundError(f"dataset {dataset_serial} cannot be looked up: {exc}") from None
+        raise NotFoundError(f"{missing}: {exc}") from None
+    return database, data_storage, workers
+
+
+def download_dataset(dataset_serial: str, dest: str | Path, login: str | Path | None = None,
+                     selection: FrameSelection | None = None, metadata: bool = True, download: bool = True,
+                     storage: str = "local", storage_access: str | None = None,
+                     s3_endpoint_url: str | None = None, nbr_workers: int | None = None,
+                     progress: bool | None = None) -> DownloadResult:
+    """Download one dataset: the library behind ``data_downloader``.
+
+    See :meth:`Downloader.download` for what is written and raised.
+    """
+    database, data_storage, workers = open_for_reading(
+        login, storage, storage_access, s3_endpoint_url, nbr_workers,
+        missing=f"dataset {dataset_serial} cannot be looked up")
     try:
         return Downloader(database, data_storage, workers, progress).download(
             dataset_serial, dest, selection, metadata=metadata, download=download)

@@ -311,7 +311,6 @@ class Uploader:
         database's 32-bit columns and name a storage key, channel names must
         be text every database stores; then duplicates, meta_schema, positions.
         """
-
         check = load_meta_schema(row.meta_schema) if row.meta_schema else self._default_schema
         seen: dict[tuple, str] = {}
         positions_found = set()

@@ -35,6 +35,7 @@ from imaging_db.filestorage import DataStorage, StoredObject
 from imaging_db.filestorage.data_storage import check_key
 from imaging_db.metadata.dataset_id import parse_dataset_id
 from imaging_db.pipeline import keys
+from imaging_db.pipeline.download import open_for_reading
 from imaging_db.pipeline.progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -705,23 +706,11 @@ def verify_datasets(dataset_serials: Sequence[str] | None, login: str | Path | N
 
     See :meth:`Verifier.verify` for what is checked, removed and raised.
     """
-    from imaging_db.database.connection import load_login
-    from imaging_db.defaults import DEFAULT_NBR_WORKERS
-    from imaging_db.filestorage import make_storage
-
-    workers = nbr_workers or DEFAULT_NBR_WORKERS
-    if workers < 1:
-        raise InputError(f"nbr_workers must be at least 1, not {workers}")
     if dataset_serials is not None:
         for serial in dataset_serials:
             parse_dataset_id(serial)
-    url = load_login(login)
-    data_storage = make_storage(storage, storage_access, s3_endpoint_url=s3_endpoint_url,
-                                max_connections=2 * workers)
-    try:
-        database = Database(url, create=False)
-    except NotFoundError as exc:
-        raise NotFoundError(f"nothing to verify: {exc}") from None
+    database, data_storage, workers = open_for_reading(login, storage, storage_access, s3_endpoint_url,
+                                                       nbr_workers, missing="nothing to verify")
     try:
         return Verifier(database, data_storage, workers, progress).verify(dataset_serials, remove_orphans)
     finally:

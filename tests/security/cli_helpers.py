@@ -1,25 +1,15 @@
 """Small helpers the security tests share: configs, CSVs, running the CLIs, and what a folder holds."""
 
 import csv
-import json
 import os
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from imaging_db.cli import data_downloader, data_uploader
+from tests.cli.test_end_to_end import write_config  # noqa: F401 - the security tests' configs are the same
 
 ID = "ML-2018-11-07-09-35-54-0010"
-
-
-def write_config(folder: Path, storage_spec: dict, **settings) -> Path:
-    config = {"storage": storage_spec["storage"], "storage_access": storage_spec["storage_access"]}
-    if storage_spec["s3_endpoint_url"]:
-        config["s3_endpoint_url"] = storage_spec["s3_endpoint_url"]
-    config.update(settings)
-    path = folder / "config.json"
-    path.write_text(json.dumps(config))
-    return path
 
 
 def write_csv(folder: Path, rows: list[dict], name: str = "files.csv") -> Path:
