@@ -344,7 +344,7 @@ def bench_rows(nbr_frames: int, metadata: str) -> dict:
     """Time inserting a dataset's frame rows into PostgreSQL, and the c/z/t/p filter query on them."""
     from imaging_db.database.connection import url_from_login
     from imaging_db.database.db_ops import Database, DatasetRecord
-    from imaging_db.metadata.json_text import to_json_text
+    from imaging_db.json_text import to_json_text
 
     nbr_channels, nbr_slices, nbr_positions = 4, 50, 10
     nbr_times = max(1, nbr_frames // (nbr_channels * nbr_slices * nbr_positions))

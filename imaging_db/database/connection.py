@@ -10,8 +10,8 @@ from sqlalchemy.engine import URL, Engine
 
 from imaging_db.defaults import default_sqlite_path
 from imaging_db.errors import DatabaseError, InputError, NotFoundError
-from imaging_db.metadata.json_files import load_json_file
-from imaging_db.metadata.json_text import text_problem, to_json_text
+from imaging_db.json_files import load_json_file
+from imaging_db.json_text import text_problem, to_json_text
 
 LOGIN_KEYS = ("drivername", "username", "password", "host", "port", "dbname")
 # The seed's examples say "postgres", which SQLAlchemy 1.4+ no longer accepts.

@@ -15,7 +15,7 @@ from imaging_db.database.connection import make_engine, safe_url
 from imaging_db.database import schema
 from imaging_db.errors import DatabaseError, DatasetExistsError, InputError, NotFoundError
 from imaging_db.faults import fault_point
-from imaging_db.metadata.json_text import to_json_text
+from imaging_db.json_text import to_json_text
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from typing import Callable
 import jsonschema
 
 from imaging_db.errors import InputError
-from imaging_db.metadata.json_files import load_json_file
+from imaging_db.json_files import load_json_file
 
 FrameValidator = Callable[[dict], str | None]
 

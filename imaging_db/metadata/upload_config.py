@@ -7,8 +7,8 @@ import jsonschema
 
 from imaging_db.errors import InputError
 from imaging_db.metadata.filename_parsers import FILENAME_PARSERS
-from imaging_db.metadata.json_files import load_json_file
-from imaging_db.metadata.json_text import text_problem
+from imaging_db.json_files import load_json_file
+from imaging_db.json_text import text_problem
 
 UPLOAD_TYPES = ("frames", "file")
 FRAMES_FORMATS = ("ome_tiff", "tif_folder", "tif_id")

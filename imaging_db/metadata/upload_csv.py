@@ -7,7 +7,7 @@ from pathlib import Path
 
 from imaging_db.errors import InputError
 from imaging_db.metadata.dataset_id import DatasetId, parse_dataset_id
-from imaging_db.metadata.json_text import text_problem
+from imaging_db.json_text import text_problem
 from imaging_db.metadata.upload_config import resolve_input_path
 
 REQUIRED_COLUMNS = ("dataset_id", "file_name")

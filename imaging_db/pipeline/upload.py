@@ -23,7 +23,7 @@ from imaging_db.filestorage.data_storage import check_key
 from imaging_db.images.png import encode_png, png_pieces
 from imaging_db.images.splitters import Frame, Splitter, make_splitter
 from imaging_db.metadata.filename_parsers import get_filename_parser
-from imaging_db.metadata.json_text import text_problem, to_json_text
+from imaging_db.json_text import text_problem, to_json_text
 from imaging_db.metadata.meta_schema import load_meta_schema
 from imaging_db.metadata.upload_config import UploadConfig
 from imaging_db.metadata.upload_csv import UploadRow

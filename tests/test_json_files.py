@@ -5,7 +5,7 @@ import re
 import pytest
 
 from imaging_db.errors import InputError
-from imaging_db.metadata.json_files import load_json_file
+from imaging_db.json_files import load_json_file
 
 
 def test_reads_json(tmp_path):

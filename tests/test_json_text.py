@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from imaging_db.metadata.json_text import clean_text, json_compatible, text_problem, to_json_text
+from imaging_db.json_text import clean_text, json_compatible, text_problem, to_json_text
 
 
 @pytest.mark.parametrize("value, problem", [
