@@ -1,6 +1,53 @@
-"""Storage backends that move bytes by key: a local folder or an S3 bucket."""
+"""Storage backends that move bytes by key: a local folder or an S3 bucket.
 
+Every backend is one line of :data:`STORAGES`; the names users may choose
+(command-line ``--storage``, the upload config's ``storage``) and the error
+naming them come from it.
+"""
+
+import importlib
+
+from imaging_db.errors import InputError
 from imaging_db.filestorage.data_storage import DataStorage, StoredObject
+
+# Name -> the DataStorage subclass, or "module:Class" to import it when the name is
+# first used: choosing the local folder never imports an S3 client (boto3 takes
+# longer to import than the rest of the package).
+STORAGES: dict[str, type[DataStorage] | str] = {
+    "local": "imaging_db.filestorage.local_storage:LocalStorage",
+    "s3": "imaging_db.filestorage.s3_storage:S3Storage",
+}
+
+
+def storage_names() -> list[str]:
+    """Return the names of the storage backends, in the order of :data:`STORAGES`."""
+    return list(STORAGES)
+
+
+def _one_of(names: list[str]) -> str:
+    """``'a' or 'b'``, ``'a', 'b' or 'c'``."""
+    quoted = [repr(name) for name in names]
+    if len(quoted) < 2:
+        return "".join(quoted)
+    return f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+def storage_class(kind: str) -> type[DataStorage]:
+    """Return the DataStorage subclass registered as ``kind``, importing its module if needed.
+
+    Raises
+    ------
+    InputError
+        If no storage is registered as ``kind``.
+    """
+    try:
+        entry = STORAGES[kind]
+    except KeyError:
+        raise InputError(f"unknown storage {kind!r}; use {_one_of(storage_names())}") from None
+    if isinstance(entry, str):
+        module, _, name = entry.partition(":")
+        entry = getattr(importlib.import_module(module), name)
+    return entry
 
 
 def make_storage(kind: str, access: str | None = None, *, s3_endpoint_url: str | None = None,
@@ -9,35 +56,23 @@ def make_storage(kind: str, access: str | None = None, *, s3_endpoint_url: str |
 
     Parameters
     ----------
-    kind : {"local", "s3"}
-        The backend.
+    kind : str
+        The backend, one of :func:`storage_names` ("local", "s3").
     access : str, optional
         The root folder (local; default ``$IMAGING_DB_HOME/storage``) or the
         bucket name (s3; required).
     s3_endpoint_url : str, optional
         S3 endpoint; default ``$AWS_ENDPOINT_URL`` or AWS itself.
     max_connections : int
-        Size of the S3 connection pool.
+        The callers' worker threads that may make requests at once (sizes the S3 connection pool).
 
     Raises
     ------
     InputError
         On an unknown kind or a missing bucket name.
     """
-    from imaging_db.errors import InputError
-
-    if kind == "local":
-        from imaging_db.defaults import default_storage_dir
-        from imaging_db.filestorage.local_storage import LocalStorage
-
-        return LocalStorage(access or default_storage_dir())
-    if kind == "s3":
-        if not access:
-            raise InputError("storage s3 needs a bucket name: pass --storage_access (or storage_access in the upload config)")
-        from imaging_db.filestorage.s3_storage import S3Storage
-
-        return S3Storage(access, endpoint_url=s3_endpoint_url, max_connections=max_connections)
-    raise InputError(f"unknown storage {kind!r}; use 'local' or 's3'")
+    return storage_class(kind).from_settings(access, s3_endpoint_url=s3_endpoint_url,
+                                             max_connections=max_connections)
 
 
-__all__ = ["DataStorage", "StoredObject", "make_storage"]
+__all__ = ["DataStorage", "STORAGES", "StoredObject", "make_storage", "storage_class", "storage_names"]

@@ -56,9 +56,37 @@ class DataStorage(abc.ABC):
         request costs CPU rather than waiting (a local folder): callers then
         store and fetch from their own worker threads. A remote store says
         more, and callers keep that many requests running on I/O threads.
+
+    A new backend is one module with a subclass, and one line in
+    ``imaging_db.filestorage.STORAGES``.
     """
 
     parallel_requests: int = 1
+
+    @classmethod
+    @abc.abstractmethod
+    def from_settings(cls, access: str | None, *, s3_endpoint_url: str | None = None,
+                      max_connections: int = 10) -> "DataStorage":
+        """Build the storage from the settings a user gives (command line or upload config).
+
+        This is how :func:`imaging_db.filestorage.make_storage` creates every backend.
+
+        Parameters
+        ----------
+        access : str, optional
+            Where the objects live: a folder, a bucket name; each backend says
+            whether it is required and what it defaults to.
+        s3_endpoint_url : str, optional
+            S3 endpoint, for the backends that speak S3.
+        max_connections : int
+            The callers' own worker threads that may make requests at once.
+
+        Raises
+        ------
+        InputError
+            If a setting the backend needs is missing.
+        """
+        raise NotImplementedError(f"{cls.__name__} does not say how to build itself from settings")
 
     @abc.abstractmethod
     def describe(self) -> str:

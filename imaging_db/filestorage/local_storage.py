@@ -9,6 +9,7 @@ import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from imaging_db.defaults import default_storage_dir
 from imaging_db.errors import NotFoundError, ObjectExistsError, StorageError
 from imaging_db.faults import fault_point as _fault_point
 from imaging_db.filestorage.data_storage import DataStorage, StoredObject, check_key
@@ -32,6 +33,12 @@ class LocalStorage(DataStorage):
 
     def __init__(self, root: str | Path):
         self.root = Path(root).expanduser().absolute()
+
+    @classmethod
+    def from_settings(cls, access: str | None, *, s3_endpoint_url: str | None = None,
+                      max_connections: int = 10) -> "LocalStorage":
+        """The folder ``access``, else ``$IMAGING_DB_HOME/storage``; the other settings do not apply."""
+        return cls(access or default_storage_dir())
 
     def describe(self) -> str:
         return f"local:{self.root}"

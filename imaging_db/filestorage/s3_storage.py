@@ -9,7 +9,7 @@ import botocore.config
 import botocore.exceptions
 from boto3.s3.transfer import TransferConfig
 
-from imaging_db.errors import NotFoundError, ObjectExistsError, StorageError
+from imaging_db.errors import InputError, NotFoundError, ObjectExistsError, StorageError
 from imaging_db.faults import fault_point
 from imaging_db.filestorage.data_storage import DataStorage, StoredObject, check_key
 
@@ -63,6 +63,14 @@ class S3Storage(DataStorage):
         for operation in ("PutObject", "CompleteMultipartUpload"):
             self.client.meta.events.register(f"before-parameter-build.s3.{operation}", _only_if_new)
         self._transfer = TransferConfig(max_concurrency=max(4, max_connections), use_threads=True)
+
+    @classmethod
+    def from_settings(cls, access: str | None, *, s3_endpoint_url: str | None = None,
+                      max_connections: int = 10) -> "S3Storage":
+        """The bucket ``access`` (required) at ``s3_endpoint_url``, with a pool for ``max_connections`` callers."""
+        if not access:
+            raise InputError("storage s3 needs a bucket name: pass --storage_access (or storage_access in the upload config)")
+        return cls(access, endpoint_url=s3_endpoint_url, max_connections=max_connections)
 
     def describe(self) -> str:
         where = f" at {self.endpoint_url}" if self.endpoint_url else ""

@@ -5,13 +5,16 @@ Backend-specific behaviour lives in test_local_storage.py and test_s3_storage.py
 
 import hashlib
 import os
+import subprocess
+import sys
 import threading
 
 import pytest
 
 from imaging_db.errors import InputError, NotFoundError, ObjectExistsError, StorageError
-from imaging_db.filestorage import DataStorage, make_storage
+from imaging_db.filestorage import STORAGES, DataStorage, make_storage, storage_class, storage_names
 from imaging_db.filestorage.data_storage import check_key
+from imaging_db.filestorage.local_storage import LocalStorage
 
 INVALID_KEYS = ["../x", "/abs", "a//b", "a/../b", "a/./b", "a/", "", "a\\b"]
 
@@ -247,6 +250,30 @@ class TestMakeStorage:
     def test_unknown_kind(self):
         with pytest.raises(InputError, match="unknown storage 'ftp'; use 'local' or 's3'"):
             make_storage("ftp", "somewhere")
+
+    def test_names_come_from_the_registry(self):
+        assert storage_names() == list(STORAGES) == ["local", "s3"]
+        assert storage_class("local") is LocalStorage
+
+    def test_a_registered_class_is_built_and_named_in_errors(self, monkeypatch, tmp_path):
+        class FolderStorage(LocalStorage):
+            @classmethod
+            def from_settings(cls, access, *, s3_endpoint_url=None, max_connections=10):
+                return cls(f"{access}-{max_connections}")
+
+        monkeypatch.setitem(STORAGES, "folder", FolderStorage)
+        assert storage_names() == ["local", "s3", "folder"]
+        storage = make_storage("folder", str(tmp_path / "f"), max_connections=3)
+        assert type(storage) is FolderStorage and storage.root == tmp_path / "f-3"
+        with pytest.raises(InputError, match=r"^unknown storage 'ftp'; use 'local', 's3' or 'folder'$"):
+            make_storage("ftp")
+
+    def test_local_storage_never_imports_boto3(self, tmp_path):
+        code = ("import sys; from imaging_db.filestorage import make_storage; "
+                f"make_storage('local', {str(tmp_path)!r}).put('a/b', b'x'); "
+                "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'boto3 imported'")
+        subprocess.run([sys.executable, "-c", code], check=True)
+        assert (tmp_path / "a" / "b").read_bytes() == b"x"
 
     @pytest.mark.parametrize("bucket", [None, ""])
     def test_s3_without_bucket(self, bucket):
