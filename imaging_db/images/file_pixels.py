@@ -9,14 +9,15 @@ grow with the frame size.
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from imaging_db.errors import InputError
+from imaging_db.images.pixels import Pixels, RowReader
 
 
-class FilePixels:
+class FilePixels(Pixels):
     """Pixels stored uncompressed and contiguously at ``offset`` in a file.
 
     Parameters
@@ -32,9 +33,8 @@ class FilePixels:
     where : str
         Names the dataset, file and page, for errors.
 
-    Behaves like a read-only array where the pipeline needs one: ``shape``,
-    ``dtype`` (native byte order), ``ndim``, ``nbytes``, and ``numpy.asarray``
-    reads the whole frame.
+    ``dtype`` is ``file_dtype`` in native byte order; nothing is held in
+    memory (``held_bytes`` is 0) until the frame is read.
     """
 
     def __init__(self, path: Path | str, offset: int, shape: tuple[int, ...], file_dtype: np.dtype, where: str):
@@ -46,8 +46,8 @@ class FilePixels:
         self.where = where
 
     @property
-    def ndim(self) -> int:
-        return len(self.shape)
+    def held_bytes(self) -> int:
+        return 0
 
     @property
     def row_bytes(self) -> int:
@@ -64,7 +64,7 @@ class FilePixels:
         return InputError(f"{self.where}: cannot read pixels ({problem})")
 
     @contextmanager
-    def reader(self) -> Iterator[Callable[[int, np.ndarray], None]]:
+    def reader(self) -> Iterator[RowReader]:
         """Open the file; yield ``read(first_row, out)`` filling ``out`` (file dtype, C order) from that row on.
 
         Raises
@@ -96,13 +96,28 @@ class FilePixels:
         with handle:
             yield read
 
+    @contextmanager
+    def rows(self) -> Iterator[RowReader]:
+        """See ``Pixels.rows``: rows wanted in the file's byte order are read in place, others through a buffer."""
+        with self.reader() as read:
+            in_file_order = np.empty(0, dtype=self.file_dtype)
+
+            def read_rows(first_row: int, out: np.ndarray) -> None:
+                nonlocal in_file_order
+                if out.dtype == self.file_dtype:  # 8 bits, or the file's byte order: no copy
+                    read(first_row, out)
+                    return
+                if in_file_order.size < out.size:
+                    in_file_order = np.empty(out.size, dtype=self.file_dtype)
+                buffer = in_file_order[:out.size].reshape(out.shape)
+                read(first_row, buffer)
+                out[...] = buffer
+
+            yield read_rows
+
     def read(self) -> np.ndarray:
         """The whole frame as an array in native byte order."""
         pixels = np.empty(self.shape, dtype=self.file_dtype)
         with self.reader() as read:
             read(0, pixels)
         return pixels.astype(self.dtype, copy=False)
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        pixels = self.read()
-        return pixels if dtype is None else pixels.astype(dtype, copy=False)

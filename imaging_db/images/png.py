@@ -14,16 +14,17 @@ Decoding uses OpenCV, imported only when needed.
 
 import struct
 import zlib
-from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 from isal import isal_zlib
 
 from imaging_db.errors import InputError, IntegrityError
-from imaging_db.images.file_pixels import FilePixels
+from imaging_db.images.pixels import Pixels, as_pixels
 
-STORABLE_DTYPES = (np.uint8, np.uint16)
+STORABLE_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
+# PNG (and the im_width/im_height columns) take at most 2**31 - 1 pixels on a side.
+MAX_SIDE = 2**31 - 1
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 DEFAULT_ISAL_LEVEL = 3
@@ -36,6 +37,19 @@ _STRIP_BYTES = 256 * 1024
 _IDAT_BYTES = 256 * 1024
 
 
+def storable_dtype(dtype: np.dtype) -> bool:
+    """Whether PNG stores samples of this dtype as they are: uint8 or uint16, native byte order.
+
+    With ``storable_shape``, PNG's rule: encode_png and the splitters' checks both ask these two.
+    """
+    return dtype in STORABLE_DTYPES
+
+
+def storable_shape(shape: tuple[int, ...]) -> bool:
+    """Whether PNG stores a frame of this shape: ``(height, width)`` grayscale or ``(height, width, 3)`` RGB."""
+    return len(shape) == 2 or (len(shape) == 3 and shape[2] == 3)
+
+
 def _chunk(kind: bytes, *pieces: bytes) -> list[bytes]:
     """Return a PNG chunk whose data are ``pieces`` joined, as a list of pieces (joined once, by the caller)."""
     crc = isal_zlib.crc32(kind)
@@ -44,61 +58,35 @@ def _chunk(kind: bytes, *pieces: bytes) -> list[bytes]:
     return [struct.pack(">I", sum(len(piece) for piece in pieces)), kind, *pieces, struct.pack(">I", crc)]
 
 
-@contextmanager
-def _strip_copier(pixels: np.ndarray | FilePixels, strip: np.ndarray) -> Iterator[Callable[[int, int], None]]:
-    """Yield ``copy(first_row, rows)``, which puts those rows of the frame, big-endian, into ``strip``."""
-    if isinstance(pixels, FilePixels):
-        with pixels.reader() as read:
-            if pixels.file_dtype == strip.dtype:  # 8 bits, or a big-endian file: read in place
-                yield lambda first, rows: read(first, strip[:rows])
-                return
-            in_file_order = np.empty(strip.shape, dtype=pixels.file_dtype)
-
-            def swap(first: int, rows: int) -> None:
-                read(first, in_file_order[:rows])
-                strip[:rows] = in_file_order[:rows]
-
-            yield swap
-        return
-    width, channels = strip.shape[1:]
-
-    def copy(first: int, rows: int) -> None:
-        strip[:rows] = pixels[first:first + rows].reshape(rows, width, channels)
-
-    yield copy
-
-
-def _check_storable(pixels: np.ndarray | FilePixels) -> int:
+def _check_storable(pixels: Pixels) -> int:
     """Return the number of channels of a storable frame, or raise InputError."""
-    if pixels.dtype not in STORABLE_DTYPES:
+    if not storable_dtype(pixels.dtype):
         raise InputError(f"cannot store {pixels.dtype} pixels as PNG: only uint8 and uint16")
-    if pixels.ndim == 2:
-        return 1
-    if pixels.ndim == 3 and pixels.shape[2] == 3:
-        return 3
-    raise InputError(f"cannot store a frame of shape {pixels.shape} as PNG: need 2D grayscale or RGB")
+    if not storable_shape(pixels.shape):
+        raise InputError(f"cannot store a frame of shape {pixels.shape} as PNG: need 2D grayscale or RGB")
+    return 1 if len(pixels.shape) == 2 else 3
 
 
-def encode_png(pixels: np.ndarray | FilePixels, compression: int | None = None) -> bytes:
+def encode_png(pixels: np.ndarray | Pixels, compression: int | None = None) -> bytes:
     """Encode a frame as PNG, bit-exactly.
 
     Parameters
     ----------
-    pixels : numpy.ndarray or FilePixels
+    pixels : numpy.ndarray or Pixels
         ``(height, width)`` grayscale or ``(height, width, 3)`` RGB, uint8 or
-        uint16; a FilePixels is read from its file a strip at a time.
+        uint16; read a strip of rows at a time (pixels left in a file too).
     compression : int, optional
         zlib level 0-9 (standard zlib); default ISA-L level 3, the fastest.
 
     Raises
     ------
     InputError
-        On an unsupported shape or dtype, an empty frame, or a FilePixels whose file cannot be read.
+        On an unsupported shape or dtype, an empty frame, or pixels whose file cannot be read.
     """
     return b"".join(png_pieces(pixels, compression))
 
 
-def png_pieces(pixels: np.ndarray | FilePixels, compression: int | None = None) -> Iterator[bytes]:
+def png_pieces(pixels: np.ndarray | Pixels, compression: int | None = None) -> Iterator[bytes]:
     """Encode a frame as PNG, as an iterator over the pieces of the file, in order.
 
     The compressed rows come out as they are produced, in IDAT chunks of
@@ -106,6 +94,7 @@ def png_pieces(pixels: np.ndarray | FilePixels, compression: int | None = None) 
     Parameters and errors as for ``encode_png``; shape and dtype are checked
     before the iterator is returned.
     """
+    pixels = as_pixels(pixels)
     channels = _check_storable(pixels)
     height, width = pixels.shape[:2]
     if height == 0 or width == 0:
@@ -113,7 +102,7 @@ def png_pieces(pixels: np.ndarray | FilePixels, compression: int | None = None) 
     return _pieces(pixels, channels, compression)
 
 
-def _pieces(pixels: np.ndarray | FilePixels, channels: int, compression: int | None) -> Iterator[bytes]:
+def _pieces(pixels: Pixels, channels: int, compression: int | None) -> Iterator[bytes]:
     height, width = pixels.shape[:2]
     sample = pixels.dtype.itemsize
     header = struct.pack(">IIBBBBB", width, height, 8 * sample, _GRAY if channels == 1 else _RGB, 0, 0, 0)
@@ -125,17 +114,17 @@ def _pieces(pixels: np.ndarray | FilePixels, channels: int, compression: int | N
     pixel_bytes = channels * sample
     row_bytes = width * pixel_bytes
     strip_rows = max(1, min(height, _STRIP_BYTES // row_bytes))
-    # PNG stores samples big-endian; a strip is copied into this buffer in that order.
-    big_endian = np.empty((strip_rows, width, channels), dtype=pixels.dtype.newbyteorder(">"))
+    # PNG stores samples big-endian; a strip is read into this buffer in that order.
+    big_endian = np.empty((strip_rows, *pixels.shape[1:]), dtype=pixels.dtype.newbyteorder(">"))
     source_rows = big_endian.view(np.uint8).reshape(strip_rows, row_bytes)
     filtered = np.empty((strip_rows, 1 + row_bytes), dtype=np.uint8)
     filtered[:, 0] = _FILTER_SUB
     pending: list[bytes] = []
     pending_bytes = 0
-    with _strip_copier(pixels, big_endian) as copy_rows:
+    with pixels.rows() as read_rows:
         for first in range(0, height, strip_rows):
             rows = min(strip_rows, height - first)
-            copy_rows(first, rows)
+            read_rows(first, big_endian[:rows])
             raw, out = source_rows[:rows], filtered[:rows]
             # Sub: each byte minus the same byte of the pixel to its left, modulo 256.
             out[:, 1:1 + pixel_bytes] = raw[:, :pixel_bytes]
