@@ -33,6 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
+from imaging_db.database.connection import first_line
 from imaging_db.errors import DatabaseError, DatasetClaimedError
 
 logger = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ def schema_lock(engine: Engine, describe: str) -> Iterator[sa.Connection | None]
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key(_SCHEMA_LOCK_NAME)})
                 yield conn
         except sa.exc.SQLAlchemyError as exc:
-            raise DatabaseError(f"database {describe}: creating tables failed: {_first_line(exc)}") from exc
+            raise DatabaseError(f"database {describe}: creating tables failed: {first_line(exc)}") from exc
         return
     folder = _lock_folder(engine)
     if folder is None:
@@ -123,12 +124,6 @@ def schema_lock(engine: Engine, describe: str) -> Iterator[sa.Connection | None]
         yield None
     finally:
         handle.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip().splitlines()
-    return text[0] if text else type(orig).__name__
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -163,7 +158,7 @@ def _claim_postgresql(engine: Engine, serial: str, describe: str) -> Claim:
             )
     except sa.exc.SQLAlchemyError as exc:
         _close_quietly(conn, claim_engine)
-        raise DatabaseError(f"database {describe}: claiming dataset {serial} failed: {_first_line(exc)}") from exc
+        raise DatabaseError(f"database {describe}: claiming dataset {serial} failed: {first_line(exc)}") from exc
     except BaseException:
         _close_quietly(conn, claim_engine)
         raise
@@ -172,7 +167,7 @@ def _claim_postgresql(engine: Engine, serial: str, describe: str) -> Claim:
         try:
             conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
         except sa.exc.SQLAlchemyError as exc:  # closing the connection below ends the claim anyway
-            logger.debug("unlocking dataset %s: %s", serial, _first_line(exc))
+            logger.debug("unlocking dataset %s: %s", serial, first_line(exc))
         _close_quietly(conn, claim_engine)
 
     logger.debug("claimed dataset %s in %s", serial, describe)

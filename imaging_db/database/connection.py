@@ -116,6 +116,13 @@ def load_login(path: str | Path | None) -> URL:
     return url
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of a database error, without SQLAlchemy's long tail: what a user is shown."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return text[0] if text else type(orig).__name__
+
+
 def safe_url(url: URL) -> str:
     """Return the URL as text with the password hidden."""
     return url.render_as_string(hide_password=True)

@@ -3,8 +3,6 @@
     query (id + filters) -> frame rows -> workers: DataStorage.get -> verify sha256 -> files
 """
 
-import collections
-import concurrent.futures
 import csv
 import datetime
 import glob
@@ -20,13 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from imaging_db.database.db_ops import FRAME_COLUMNS_WITHOUT_METADATA, Database
+from imaging_db.database.db_ops import Database
+from imaging_db.database.records import FRAME_COLUMNS_WITHOUT_METADATA, DatasetInfo, FrameRow
 from imaging_db.errors import InputError, IntegrityError, NotFoundError, StorageError
 from imaging_db.faults import fault_point
 from imaging_db.filestorage import DataStorage
-from imaging_db.filestorage.data_storage import check_key
 from imaging_db.metadata.dataset_id import parse_dataset_id
-from imaging_db.pipeline.progress import progress_bar
+from imaging_db.pipeline.frame_reader import checked_key, read_frames
+from imaging_db.pipeline.stores import open_for_reading
 
 logger = logging.getLogger(__name__)
 
@@ -92,24 +91,6 @@ def _json_default(value):
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def global_metadata(info: dict) -> dict:
-    """Flatten a dataset's rows into the content of ``global_metadata.json``."""
-    data_set = info["data_set"]
-    meta = {
-        "dataset_serial": data_set["dataset_serial"],
-        "description": data_set["description"],
-        "microscope": data_set["microscope"],
-        "frames": bool(data_set["frames"]),
-        "date_time": data_set["date_time"],
-        "parent_dataset_id": data_set["parent_dataset_id"],
-    }
-    extra = info["frames_global"] or info["file_global"] or {}
-    for key, value in extra.items():
-        if key not in ("id", "data_set_id"):
-            meta[key] = value
-    return meta
-
-
 def _host_tag() -> str:
     return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
@@ -150,29 +131,6 @@ def _remove_dead_partials(dest: Path, serial: str) -> None:
         if pid != os.getpid() and not _process_alive(pid):
             logger.info("removing %s, left by a killed download of %s", path, serial)
             shutil.rmtree(path, ignore_errors=True)
-
-
-def _checked_key(serial: str, storage_dir, name, what: str) -> str:
-    """Return the storage key of a frame or file named by the database, once its names are known to be safe.
-
-    Names come from the database, which anyone with write access may have
-    edited: the name must stay one plain file in the download folder, and the
-    key a key inside the storage.
-
-    Raises
-    ------
-    IntegrityError
-        If either is not.
-    """
-    if (not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\\\0")
-            or len(name.encode("utf-8", "surrogateescape")) > 255):
-        raise IntegrityError(f"dataset {serial}: the database gives {what} {name!r}, which is not a "
-                             "plain file name; refusing to download the dataset")
-    try:
-        return check_key(f"{storage_dir}/{name}")
-    except InputError:
-        raise IntegrityError(f"dataset {serial}: the database gives storage_dir {storage_dir!r}, which is not a "
-                             "key prefix inside the storage; refusing to download the dataset") from None
 
 
 class Downloader:
@@ -224,12 +182,12 @@ class Downloader:
             raise InputError(f"dataset {serial}: {target} already exists; refusing to overwrite it")
         info = self.database.get_dataset(serial)
 
-        if info["frames_global"] is not None:
-            rows = self._select_frames(serial, info["frames_global"]["id"], selection)
+        if info.layout is not None:
+            rows = self._select_frames(serial, selection)
         else:
             if not selection.is_empty():
                 raise InputError(f"dataset {serial} is a file dataset: channel/slice/time/position filters do not apply")
-            if info["file_global"] is None:
+            if info.file_name is None:
                 raise NotFoundError(f"dataset {serial} has neither frames nor a file registered")
             rows = []
 
@@ -245,12 +203,12 @@ class Downloader:
             if metadata:
                 files += self._write_metadata(temp, info, rows)
             if download:
-                if info["frames_global"] is not None:
-                    nbytes = self._fetch_frames(serial, info["frames_global"]["storage_dir"], rows, temp)
-                    files += [r["file_name"] for r in rows]
+                if info.layout is not None:
+                    nbytes = self._write_frames(info, rows, temp)
+                    files += [row.file_name for row in rows]
                 else:
-                    nbytes = self._fetch_file(serial, info["file_global"], temp)
-                    files.append(info["file_global"]["file_name"])
+                    nbytes = self._fetch_file(info, temp)
+                    files.append(info.file_name)
             fault_point("download.before_rename")
             try:
                 os.rename(temp, target)
@@ -263,10 +221,10 @@ class Downloader:
         nbr_frames = len(rows) if download else 0
         return DownloadResult(serial, target, nbr_frames, nbytes, time.perf_counter() - start, files)
 
-    def _select_frames(self, serial: str, frames_global_id: int, selection: FrameSelection) -> list[dict]:
+    def _select_frames(self, serial: str, selection: FrameSelection) -> list[FrameRow]:
         channel_ids, channel_names = selection.channel_filter()
         rows = self.database.get_frames(
-            frames_global_id,
+            serial,
             channel_ids=channel_ids,
             channel_names=channel_names,
             slice_ids=selection.slices,
@@ -284,10 +242,10 @@ class Downloader:
         missing = []
         for label, column, values in wanted:
             if values is not None:
-                present = {r[column] for r in rows}
+                present = {getattr(r, column) for r in rows}
                 missing += [f"{label} {v!r}" if isinstance(v, str) else f"{label} {v}" for v in values if v not in present]
         if missing or not rows:
-            available = self.database.frame_index_values(frames_global_id)
+            available = self.database.frame_index_values(serial)
             raise NotFoundError(
                 f"dataset {serial}: no frames with {', '.join(missing) or selection.describe()}; "
                 f"it has channels {available['channel_name']} (indices {available['channel_idx']}), "
@@ -295,103 +253,42 @@ class Downloader:
             )
         return rows
 
-    def _write_metadata(self, folder: Path, info: dict, rows: list[dict]) -> list[str]:
+    def _write_metadata(self, folder: Path, info: DatasetInfo, rows: list[FrameRow]) -> list[str]:
         written = [GLOBAL_METADATA_FILE]
         with open(folder / GLOBAL_METADATA_FILE, "w", encoding="utf-8") as handle:
-            json.dump(global_metadata(info), handle, indent=2, default=_json_default)
-        if info["frames_global"] is not None:
+            json.dump(info.global_metadata(), handle, indent=2, default=_json_default)
+        if info.layout is not None:
             with open(folder / FRAMES_META_FILE, "w", newline="", encoding="utf-8") as handle:
-                writer = csv.DictWriter(handle, fieldnames=FRAMES_META_COLUMNS, extrasaction="ignore")
-                writer.writeheader()
-                writer.writerows(rows)
+                writer = csv.writer(handle)
+                writer.writerow(FRAMES_META_COLUMNS)
+                writer.writerows([getattr(row, column) for column in FRAMES_META_COLUMNS] for row in rows)
             written.append(FRAMES_META_FILE)
         return written
 
-    def _fetch_frame(self, serial: str, storage_dir: str, row: dict, folder: Path) -> int:
-        name = row["file_name"]
-        key = _checked_key(serial, storage_dir, name, "frame file name")
-        data = self.storage.get(key)
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != row["sha256"]:
-            raise IntegrityError(
-                f"dataset {serial}: frame {name} in {self.storage.describe()} is corrupt: "
-                f"sha256 {digest} does not match the recorded {row['sha256']}"
-            )
-        path = folder / name
-        try:
-            path.write_bytes(data)
-        except OSError as exc:
-            raise StorageError(f"dataset {serial}: cannot write {str(path)!r}: {exc.strerror or exc}") from None
-        fault_point("download.frame_written")
-        return len(data)
-
-    def _fetch_frames(self, serial: str, storage_dir: str, rows: list[dict], folder: Path) -> int:
+    def _write_frames(self, info: DatasetInfo, rows: list[FrameRow], folder: Path) -> int:
         total = 0
-        # Remote storage waits on the network, not the CPU: keep as many requests in flight as it is worth.
-        threads = max(self.nbr_workers, getattr(self.storage, "parallel_requests", 1))
-        with concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="imaging_db-download") as pool, \
-                progress_bar(len(rows), serial, "frame", self.progress) as bar:
-            in_flight: collections.deque = collections.deque()
+        for row, data in read_frames(self.storage, info, rows, self.nbr_workers, self.progress):
+            path = folder / row.file_name
             try:
-                for row in rows:
-                    in_flight.append(pool.submit(self._fetch_frame, serial, storage_dir, row, folder))
-                    while len(in_flight) >= 2 * threads:
-                        total += in_flight.popleft().result()
-                        bar.update(1)
-                while in_flight:
-                    total += in_flight.popleft().result()
-                    bar.update(1)
-            except BaseException:
-                for future in in_flight:
-                    future.cancel()
-                raise
+                path.write_bytes(data)
+            except OSError as exc:
+                raise StorageError(f"dataset {info.serial}: cannot write {str(path)!r}: {exc.strerror or exc}") from None
+            fault_point("download.frame_written")
+            total += len(data)
         return total
 
-    def _fetch_file(self, serial: str, file_global: dict, folder: Path) -> int:
-        name = file_global["file_name"]
-        key = _checked_key(serial, file_global["storage_dir"], name, "file name")
-        path = folder / name
+    def _fetch_file(self, info: DatasetInfo, folder: Path) -> int:
+        key = checked_key(info.serial, info.storage_dir, info.file_name, "file name")
+        path = folder / info.file_name
         self.storage.get_file(key, path)
         with open(path, "rb") as handle:
             digest = hashlib.file_digest(handle, "sha256").hexdigest()
-        if digest != file_global["sha256"]:
+        if digest != info.sha256:
             raise IntegrityError(
-                f"dataset {serial}: file {name} in {self.storage.describe()} is corrupt: "
-                f"sha256 {digest} does not match the recorded {file_global['sha256']}"
+                f"dataset {info.serial}: file {info.file_name} in {self.storage.describe()} is corrupt: "
+                f"sha256 {digest} does not match the recorded {info.sha256}"
             )
         return path.stat().st_size
-
-
-def open_for_reading(login: str | Path | None, storage: str, storage_access: str | None,
-                     s3_endpoint_url: str | None, nbr_workers: int | None,
-                     missing: str) -> tuple[Database, DataStorage, int]:
-    """The database, storage and worker count of a command that reads datasets (download, verify).
-
-    The database is opened without creating it: a missing SQLite file is a
-    NotFoundError whose message starts with ``missing``.
-
-    Raises
-    ------
-    InputError
-        On a bad login, storage or worker count.
-    NotFoundError
-        If the SQLite database file does not exist.
-    """
-    from imaging_db.database.connection import load_login
-    from imaging_db.defaults import DEFAULT_NBR_WORKERS
-    from imaging_db.filestorage import make_storage
-
-    workers = nbr_workers or DEFAULT_NBR_WORKERS
-    if workers < 1:
-        raise InputError(f"nbr_workers must be at least 1, not {workers}")
-    url = load_login(login)
-    data_storage = make_storage(storage, storage_access, s3_endpoint_url=s3_endpoint_url,
-                                max_connections=2 * workers)
-    try:
-        database = Database(url, create=False)
-    except NotFoundError as exc:
-        raise NotFoundError(f"{missing}: {exc}") from None
-    return database, data_storage, workers
 
 
 def download_dataset(dataset_serial: str, dest: str | Path, login: str | Path | None = None,

@@ -25,375 +25,25 @@ import shutil
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from imaging_db.database.db_ops import Database
+from imaging_db.database.records import DatasetLocation
 from imaging_db.errors import DatasetClaimedError, ImagingDBError, InputError, NotFoundError, StorageError
-from imaging_db.filestorage import DataStorage, StoredObject
+from imaging_db.filestorage import DataStorage
 from imaging_db.filestorage.data_storage import check_key
 from imaging_db.metadata.dataset_id import parse_dataset_id
-from imaging_db.pipeline import keys
-from imaging_db.pipeline.download import open_for_reading
+from imaging_db.images.png import decode_png
 from imaging_db.pipeline.progress import progress_bar
+from imaging_db.pipeline.storage_index import (Listing, References, is_group_prefix, list_everything, listing_under,
+                                               own_prefixes, recorded_checksums, storage_dir_of)
+from imaging_db.pipeline.stores import open_for_reading
+from imaging_db.pipeline.verify_report import (NO_DATASET_ID, REGISTERED_MEANWHILE, ROWS_ELSEWHERE, UPLOAD_IN_PROGRESS,
+                                               CorruptObject, DatasetReport, OrphanPrefix, UnreadableObject,
+                                               VerifyReport)
 
 logger = logging.getLogger(__name__)
-
-UPLOAD_IN_PROGRESS = "upload in progress"
-REGISTERED_MEANWHILE = "registered while being verified; verify it again"
-NO_DATASET_ID = "not under a dataset id; not removed: look at it by hand"
-ROWS_ELSEWHERE = "its rows point elsewhere (storage_dir {}); not removed: look at them by hand"
-_TOPS = (keys.FRAMES_PREFIX, keys.FILES_PREFIX)
-
-
-@dataclass
-class CorruptObject:
-    """An object whose bytes do not match the sha256 its row records."""
-
-    key: str
-    recorded_sha256: str
-    actual_sha256: str
-
-
-@dataclass
-class UnreadableObject:
-    """An object the storage lists but could not return."""
-
-    key: str
-    error: str
-
-
-@dataclass
-class DatasetReport:
-    """What verifying one registered dataset found.
-
-    Attributes
-    ----------
-    dataset_serial : str
-    frames : bool
-        A frames dataset (else a file dataset).
-    storage_dir : str
-        Its key prefix, without the trailing ``/``.
-    nbr_objects : int
-        Objects its rows name (frames, or 1 for the file).
-    verified : int
-        Objects read back whose sha256 matches the row.
-    unchecked : int
-        Objects whose row records no checksum (rows of the original imagingDB before 2019).
-    missing : list of str
-        Keys named by a row with no object.
-    corrupt : list of CorruptObject
-    unreadable : list of UnreadableObject
-    orphaned : list of str
-        Keys under its prefixes (``raw_frames/<id>/``, ``raw_files/<id>/``) that no row names.
-    partials : list of str
-        Unfinished writes under its prefixes, left by killed runs.
-    removed : list of str
-        Orphaned keys and partials removed (``remove_orphans``).
-    skipped : str or None
-        Why its orphans were not removed, e.g. an upload in progress.
-    error : str or None
-        Why its objects could not be verified at all (a ``storage_dir`` that is
-        no key prefix inside the storage); a problem.
-    """
-
-    dataset_serial: str
-    frames: bool
-    storage_dir: str
-    nbr_objects: int = 0
-    verified: int = 0
-    unchecked: int = 0
-    missing: list[str] = field(default_factory=list)
-    corrupt: list[CorruptObject] = field(default_factory=list)
-    unreadable: list[UnreadableObject] = field(default_factory=list)
-    orphaned: list[str] = field(default_factory=list)
-    partials: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    skipped: str | None = None
-    error: str | None = None
-
-    @property
-    def nbr_orphaned(self) -> int:
-        return len(self.orphaned) + len(self.partials)
-
-    @property
-    def remaining_orphans(self) -> list[str]:
-        removed = set(self.removed)
-        return [k for k in self.orphaned + self.partials if k not in removed]
-
-    @property
-    def ok(self) -> bool:
-        """Verified, nothing missing, corrupt or unreadable, and no orphan left."""
-        return not (self.error or self.missing or self.corrupt or self.unreadable or self.remaining_orphans)
-
-    def summary(self) -> str:
-        """``<id>: 80 frames verified, 0 missing, 0 corrupt, 0 orphaned``."""
-        what = "frames" if self.frames else ("file" if self.verified == 1 else "files")
-        line = (f"{self.dataset_serial}: {self.verified} {what} verified, {len(self.missing)} missing, "
-                f"{len(self.corrupt)} corrupt, {self.nbr_orphaned} orphaned")
-        if self.unreadable:
-            line += f", {len(self.unreadable)} unreadable"
-        if self.unchecked:
-            line += f", {self.unchecked} without a recorded checksum"
-        if self.removed:
-            line += f", {len(self.removed)} removed"
-        if self.error:
-            line += ", NOT VERIFIED"
-        return line
-
-    def to_dict(self) -> dict:
-        return {
-            "dataset_id": self.dataset_serial,
-            "kind": "frames" if self.frames else "file",
-            "storage_dir": self.storage_dir,
-            "ok": self.ok,
-            "counts": {
-                "objects": self.nbr_objects,
-                "verified": self.verified,
-                "unchecked": self.unchecked,
-                "missing": len(self.missing),
-                "corrupt": len(self.corrupt),
-                "unreadable": len(self.unreadable),
-                "orphaned": self.nbr_orphaned,
-                "removed": len(self.removed),
-            },
-            "missing": self.missing,
-            "corrupt": [vars(c) for c in self.corrupt],
-            "unreadable": [vars(u) for u in self.unreadable],
-            "orphaned": self.orphaned,
-            "partials": self.partials,
-            "removed": self.removed,
-            "skipped": self.skipped,
-            "error": self.error,
-        }
-
-
-@dataclass
-class OrphanPrefix:
-    """Objects under ``raw_frames/<X>/`` or ``raw_files/<X>/`` where no dataset X is registered.
-
-    Attributes
-    ----------
-    prefix : str
-        E.g. ``raw_frames/ML-2018-11-07-09-35-54-0012/``; ``raw_frames/`` for keys directly under it.
-    dataset_serial : str or None
-        X; None for keys directly under ``raw_frames/`` or ``raw_files/``.
-    objects, partials : list of str
-        The objects and unfinished writes found there.
-    removed : list of str
-        What was removed (``remove_orphans``).
-    skipped : str or None
-        Why nothing was removed: an upload of X in progress (not a problem), X
-        registered meanwhile (not a problem), or no dataset id to claim.
-    """
-
-    prefix: str
-    dataset_serial: str | None
-    objects: list[str] = field(default_factory=list)
-    partials: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    skipped: str | None = None
-
-    @property
-    def nbr_orphaned(self) -> int:
-        return len(self.objects) + len(self.partials)
-
-    @property
-    def ok(self) -> bool:
-        """Not a problem: removed entirely, or not an orphan after all (an upload or a commit in progress)."""
-        if self.skipped in (UPLOAD_IN_PROGRESS, REGISTERED_MEANWHILE):
-            return True
-        removed = set(self.removed)
-        return all(k in removed for k in self.objects + self.partials)
-
-    def summary(self) -> str:
-        owner = f"no dataset {self.dataset_serial} registered" if self.dataset_serial else "not under a dataset id"
-        line = f"{self.prefix}: {len(self.objects)} orphaned object(s), {len(self.partials)} unfinished write(s), {owner}"
-        if self.removed:
-            line += f", {len(self.removed)} removed"
-        if self.skipped:
-            line += f" ({self.skipped})"
-        return line
-
-    def to_dict(self) -> dict:
-        return {"prefix": self.prefix, "dataset_id": self.dataset_serial, "ok": self.ok,
-                "objects": self.objects, "partials": self.partials, "removed": self.removed,
-                "skipped": self.skipped}
-
-
-@dataclass
-class VerifyReport:
-    """Everything one verify run found, per dataset and for the prefixes of no dataset."""
-
-    storage: str
-    database: str
-    all_datasets: bool
-    datasets: list[DatasetReport] = field(default_factory=list)
-    orphan_prefixes: list[OrphanPrefix] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return all(d.ok for d in self.datasets) and all(o.ok for o in self.orphan_prefixes)
-
-    def totals(self) -> dict:
-        return {
-            "datasets": len(self.datasets),
-            "objects": sum(d.nbr_objects for d in self.datasets),
-            "verified": sum(d.verified for d in self.datasets),
-            "unchecked": sum(d.unchecked for d in self.datasets),
-            "missing": sum(len(d.missing) for d in self.datasets),
-            "corrupt": sum(len(d.corrupt) for d in self.datasets),
-            "unreadable": sum(len(d.unreadable) for d in self.datasets),
-            "not_verified": sum(1 for d in self.datasets if d.error),
-            "orphaned": sum(d.nbr_orphaned for d in self.datasets)
-                        + sum(o.nbr_orphaned for o in self.orphan_prefixes
-                              if o.skipped not in (UPLOAD_IN_PROGRESS, REGISTERED_MEANWHILE)),
-            "orphan_prefixes": sum(1 for o in self.orphan_prefixes
-                                   if o.skipped not in (UPLOAD_IN_PROGRESS, REGISTERED_MEANWHILE)),
-            "in_progress": sum(1 for o in self.orphan_prefixes if o.skipped == UPLOAD_IN_PROGRESS),
-            "removed": sum(len(d.removed) for d in self.datasets) + sum(len(o.removed) for o in self.orphan_prefixes),
-        }
-
-    def to_dict(self) -> dict:
-        """The ``--json`` document."""
-        return {
-            "ok": self.ok,
-            "storage": self.storage,
-            "database": self.database,
-            "all": self.all_datasets,
-            "seconds": round(self.seconds, 3),
-            "datasets": [d.to_dict() for d in self.datasets],
-            "orphan_prefixes": [o.to_dict() for o in self.orphan_prefixes],
-            "totals": self.totals(),
-        }
-
-    def summary_lines(self, max_per_kind: int | None = 20) -> list[str]:
-        """The human-readable report: one line per dataset and orphan prefix, the problems, a total.
-
-        ``max_per_kind`` caps the problems listed per dataset and kind (None: all).
-        """
-        lines = [d.summary() for d in self.datasets] + [o.summary() for o in self.orphan_prefixes]
-        problems: list[str] = []
-
-        def add(items: list, render) -> None:
-            shown = items if max_per_kind is None else items[:max_per_kind]
-            problems.extend("  " + render(item) for item in shown)
-            if len(items) > len(shown):
-                problems.append(f"  ... and {len(items) - len(shown)} more (--json lists them all)")
-
-        for d in self.datasets:
-            if d.error:
-                problems.append(f"  not verified: {d.error}")
-            add(d.missing, lambda k, d=d: f"missing: {k} (dataset {d.dataset_serial} has a row for it)")
-            add(d.corrupt, lambda c: f"corrupt: {c.key}: sha256 {c.actual_sha256} does not match "
-                                     f"the recorded {c.recorded_sha256}")
-            add(d.unreadable, lambda u: f"unreadable: {u.key}: {u.error}")
-            removed = set(d.removed)
-            add(d.orphaned, lambda k, d=d: f"orphaned: {k} (no row of dataset {d.dataset_serial} names it)"
-                                           + (", removed" if k in removed else ""))
-            add(d.partials, lambda k: "orphaned: unfinished write " + k + " (left by a killed run)"
-                                      + (", removed" if k in removed else ""))
-            if d.skipped and d.nbr_orphaned:
-                problems.append(f"  not removed: the orphans of {d.dataset_serial} ({d.skipped})")
-        for o in self.orphan_prefixes:
-            if o.skipped == UPLOAD_IN_PROGRESS:
-                problems.append(f"  {UPLOAD_IN_PROGRESS}: {o.prefix} (dataset {o.dataset_serial} is being "
-                                "uploaded; not touched)")
-                continue
-            if o.skipped == REGISTERED_MEANWHILE:
-                problems.append(f"  {o.prefix}: dataset {o.dataset_serial} {REGISTERED_MEANWHILE}")
-                continue
-            removed = set(o.removed)
-            owner = f"no dataset {o.dataset_serial}" if o.dataset_serial else "no dataset id"
-            add(o.objects, lambda k, owner=owner: f"orphaned: {k} ({owner})" + (", removed" if k in removed else ""))
-            add(o.partials, lambda k, owner=owner: f"orphaned: unfinished write {k} ({owner})"
-                                                   + (", removed" if k in removed else ""))
-            if o.skipped:
-                problems.append(f"  not removed: {o.prefix} ({o.skipped})")
-        if problems:
-            lines += ["problems:", *problems]
-        t = self.totals()
-        total = (f"total: {t['datasets']} dataset(s), {t['verified']} of {t['objects']} object(s) verified, "
-                 f"{t['missing']} missing, {t['corrupt']} corrupt, {t['orphaned']} orphaned")
-        if t["unreadable"]:
-            total += f", {t['unreadable']} unreadable"
-        if t["not_verified"]:
-            total += f", {t['not_verified']} dataset(s) not verified"
-        if t["orphan_prefixes"]:
-            total += f" ({t['orphan_prefixes']} prefix(es) of no dataset)"
-        if t["in_progress"]:
-            total += f", {t['in_progress']} upload(s) in progress"
-        if t["removed"]:
-            total += f", {t['removed']} removed"
-        total += f"; {'OK' if self.ok else 'PROBLEMS FOUND'}"
-        return lines + [total]
-
-
-def _group_prefix(key: str) -> str:
-    """``raw_frames/<X>/`` for a key under it; ``raw_frames/`` for a key directly in ``raw_frames/``."""
-    parts = key.split("/")
-    return f"{parts[0]}/{parts[1]}/" if len(parts) > 2 else f"{parts[0]}/"
-
-
-def _is_group_prefix(prefix: str) -> bool:
-    parts = prefix.split("/")
-    return len(parts) == 3 and parts[0] in _TOPS and parts[1] != "" and parts[2] == ""
-
-
-def _own_prefixes(serial: str) -> list[str]:
-    """The prefixes whose objects belong to dataset ``serial``, and only to it: where its orphans are looked for."""
-    return [keys.frames_dir(serial) + "/", keys.files_dir(serial) + "/"]
-
-
-def _storage_dir(loc: dict) -> str:
-    """Where a dataset's rows say its objects are (its own prefix when the row has none), without ``/``."""
-    standard = keys.frames_dir(loc["dataset_serial"]) if loc["frames"] else keys.files_dir(loc["dataset_serial"])
-    return (loc["storage_dir"] or standard).rstrip("/")
-
-
-class _References:
-    """Which keys the rows of committed datasets name: asked before any key is called an orphan.
-
-    Rows name ``<storage_dir>/<file_name>``; a key is looked up under each of
-    its parent folders among the datasets' storage_dir values, so only the
-    datasets whose storage_dir is a parent of the key are read (normally none
-    but the dataset being verified, which the caller has already checked).
-    """
-
-    def __init__(self, database: Database, locations: Sequence[dict]):
-        self.database = database
-        self.by_dir: dict[str, list[dict]] = {}
-        for loc in locations:
-            self.by_dir.setdefault(_storage_dir(loc), []).append(loc)
-        self._names: dict[str, set[str]] = {}
-
-    def _names_of(self, loc: dict) -> set[str]:
-        serial = loc["dataset_serial"]
-        if serial not in self._names:
-            if loc["frames_global_id"] is not None:
-                self._names[serial] = set(self.database.frame_checksums(loc["frames_global_id"]))
-            else:
-                self._names[serial] = {loc["file_name"]} if loc["file_name"] is not None else set()
-        return self._names[serial]
-
-    def owner(self, key: str, known: str | None = None) -> str | None:
-        """Return the dataset whose row names ``key``, or None; dataset ``known`` (already checked) is not read."""
-        parts = key.split("/")
-        for i in range(1, len(parts)):
-            folder, name = "/".join(parts[:i]), "/".join(parts[i:])
-            for loc in self.by_dir.get(folder, ()):
-                if loc["dataset_serial"] != known and name in self._names_of(loc):
-                    return loc["dataset_serial"]
-        return None
-
-
-@dataclass
-class _Listing:
-    objects: dict[str, StoredObject] = field(default_factory=dict)
-    partials: list[str] = field(default_factory=list)
-
 
 class Verifier:
     """Verifies datasets of one database against one storage.
@@ -418,7 +68,7 @@ class Verifier:
                  progress: bool | None = None):
         self.database = database
         self.storage = storage
-        self.threads = max(1, int(nbr_workers), getattr(storage, "parallel_requests", 1))
+        self.threads = max(1, int(nbr_workers), storage.parallel_requests)
         self.progress = progress
         self._tmp: Path | None = None
 
@@ -459,7 +109,7 @@ class Verifier:
             serials = list(dict.fromkeys(parse_dataset_id(s).serial for s in serials))
             if not serials:
                 raise InputError("no dataset id given to verify")
-            found = {loc["dataset_serial"]: loc for loc in everything}
+            found = {loc.serial: loc for loc in everything}
             unknown = [s for s in serials if s not in found]
             if unknown:
                 raise NotFoundError(f"dataset {', '.join(unknown)} {'is' if len(unknown) == 1 else 'are'} "
@@ -468,10 +118,10 @@ class Verifier:
             listings = None
         else:
             locations = everything
-            listings = self._list_everything()
-        references = _References(self.database, everything)
+            listings = list_everything(self.storage)
+        references = References(self.database, everything)
         report = VerifyReport(self.storage.describe(), self.database.describe(), serials is None)
-        total = sum(loc["nbr_rows"] for loc in locations)
+        total = sum(loc.nbr_rows for loc in locations)
         self._tmp = Path(tempfile.mkdtemp(prefix="imaging_db-verify-"))
         try:
             with concurrent.futures.ThreadPoolExecutor(self.threads, thread_name_prefix="imaging_db-verify") as pool, \
@@ -482,7 +132,7 @@ class Verifier:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
         if listings is not None:
-            owned = {p for loc in everything for p in _own_prefixes(loc["dataset_serial"])}
+            owned = {p for loc in everything for p in own_prefixes(loc.serial)}
             report.orphan_prefixes = self._orphan_prefixes(listings, owned, references)
         del listings, references
         if remove_orphans:
@@ -494,48 +144,26 @@ class Verifier:
         report.seconds = time.perf_counter() - start
         return report
 
-    # ----------------------------------------------------------------------- listing
-    def _list_everything(self) -> dict[str, _Listing]:
-        """List ``raw_frames/`` and ``raw_files/`` once each, grouped by ``<top>/<X>/``."""
-        groups: dict[str, _Listing] = {}
-        for top in _TOPS:
-            for key, stored in self.storage.list(top + "/").items():
-                groups.setdefault(_group_prefix(key), _Listing()).objects[key] = stored
-            for key in self.storage.partials(top + "/"):
-                groups.setdefault(_group_prefix(key), _Listing()).partials.append(key)
-        return groups
-
-    def _under(self, listings: dict[str, _Listing] | None, prefix: str) -> _Listing:
-        """What is under ``prefix``: from the listing of everything when it holds it, else listed now."""
-        if listings is not None and _is_group_prefix(prefix):
-            return listings.get(prefix, _Listing())
-        return _Listing(self.storage.list(prefix), list(self.storage.partials(prefix)))
-
     # ----------------------------------------------------------------------- one dataset
-    def _verify_dataset(self, loc: dict, listings: dict[str, _Listing] | None, references: _References,
+    def _verify_dataset(self, loc: DatasetLocation, listings: dict[str, Listing] | None, references: References,
                         pool: concurrent.futures.ThreadPoolExecutor, bar) -> DatasetReport:
-        serial, frames = loc["dataset_serial"], loc["frames"]
-        storage_dir = _storage_dir(loc)
-        report = DatasetReport(serial, frames, storage_dir, nbr_objects=loc["nbr_rows"])
+        serial, frames = loc.serial, loc.frames
+        storage_dir = storage_dir_of(loc)
+        report = DatasetReport(serial, frames, storage_dir, nbr_objects=loc.nbr_rows)
         try:
             check_key(storage_dir)
         except InputError:
             report.error = (f"dataset {serial}: the database gives storage_dir {storage_dir!r}, which is not a "
                             "key prefix inside the storage; its objects and orphans were not checked")
-            bar.update(loc["nbr_rows"])
+            bar.update(loc.nbr_rows)
             return report
-        own = [self._under(listings, prefix) for prefix in _own_prefixes(serial)]
-        if storage_dir + "/" in _own_prefixes(serial):
+        own = [listing_under(self.storage, listings, prefix) for prefix in own_prefixes(serial)]
+        if storage_dir + "/" in own_prefixes(serial):
             objects = {k: v for listing in own for k, v in listing.objects.items()}
         else:  # a storage_dir of its row's own choosing: only to find the objects its rows name
-            objects = self._under(listings, storage_dir + "/").objects
+            objects = listing_under(self.storage, listings, storage_dir + "/").objects
 
-        if loc["frames_global_id"] is not None:
-            rows = self.database.frame_checksums(loc["frames_global_id"])
-        elif loc["file_name"] is not None:
-            rows = {loc["file_name"]: loc["sha256"]}
-        else:
-            rows = {}
+        rows = recorded_checksums(self.database, loc)
         named = set()
         in_flight: collections.deque = collections.deque()
         try:
@@ -613,13 +241,13 @@ class Verifier:
 
     # ----------------------------------------------------------------------- orphans
     @staticmethod
-    def _orphan_prefixes(listings: dict[str, _Listing], owned: set[str],
-                         references: _References) -> list[OrphanPrefix]:
+    def _orphan_prefixes(listings: dict[str, Listing], owned: set[str],
+                         references: References) -> list[OrphanPrefix]:
         """The prefixes of the listing of everything that no registered dataset owns, less what rows name."""
         orphans = []
         for prefix in sorted(set(listings) - owned):
             listing = listings[prefix]
-            serial = prefix.split("/")[1] if _is_group_prefix(prefix) else None
+            serial = prefix.split("/")[1] if is_group_prefix(prefix) else None
             objects = sorted(k for k in listing.objects if references.owner(k) is None)
             if objects or listing.partials:
                 orphans.append(OrphanPrefix(prefix, serial, objects, sorted(listing.partials)))
@@ -627,12 +255,12 @@ class Verifier:
 
     def _unreferenced(self, keys_: Sequence[str], known: str | None = None) -> list[str]:
         """The keys that no row of a dataset committed by now names (asked under the claim, before removing)."""
-        references = _References(self.database, self.database.dataset_locations())
+        references = References(self.database, self.database.dataset_locations())
         return [k for k in keys_ if references.owner(k, known=known) is None]
 
     def _remove_dataset_orphans(self, report: DatasetReport) -> None:
         """Remove a registered dataset's orphaned objects and unfinished writes, under its claim."""
-        if report.storage_dir + "/" not in _own_prefixes(report.dataset_serial):
+        if report.storage_dir + "/" not in own_prefixes(report.dataset_serial):
             # Its own folder may hold its real objects, and its row a wrong storage_dir.
             report.skipped = ROWS_ELSEWHERE.format(report.storage_dir)
             return
@@ -647,7 +275,7 @@ class Verifier:
                 self.storage.delete(key)
                 report.removed.append(key)
             if report.partials:
-                report.partials = self._discard_partials(_own_prefixes(report.dataset_serial), report.removed)
+                report.partials = self._discard_partials(own_prefixes(report.dataset_serial), report.removed)
         logger.info("dataset %s: removed %d orphaned object(s) and unfinished write(s)",
                     report.dataset_serial, len(report.removed))
 
@@ -690,8 +318,6 @@ class Verifier:
 
 def _pixel_sha256(data: bytes) -> str | None:
     """sha256 of a PNG's pixel bytes (the original imagingDB's checksum), or None if it does not decode."""
-    from imaging_db.images.png import decode_png
-
     try:
         return hashlib.sha256(decode_png(data).tobytes()).hexdigest()
     except ImagingDBError:

@@ -1,5 +1,6 @@
 """Database operations and tables, on SQLite and PostgreSQL (the ``database`` fixture)."""
 
+import dataclasses
 import datetime
 import itertools
 import random
@@ -10,6 +11,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from imaging_db.database.db_ops import FRAME_COLUMNS, Database, DatasetRecord
+from imaging_db.database import bulk_insert
 from imaging_db.database.models import DataSet
 from imaging_db.errors import DatabaseError, DatasetExistsError, InputError, NotFoundError
 
@@ -82,8 +84,6 @@ def _rows(database, sql, **params) -> list[dict]:
         return [dict(r) for r in conn.execute(sa.text(sql), params).mappings()]
 
 
-def _fgid(database, serial=SERIAL) -> int:
-    return database.get_dataset(serial)["frames_global"]["id"]
 
 
 # --------------------------------------------------------------------------- inserting
@@ -119,9 +119,7 @@ def test_insert_frames_dataset_writes_all_rows(database):
 
 def test_insert_frames_from_an_iterator_read_once(database, monkeypatch):
     """Rows may come from a generator (the upload's spool): each is read once, in batches, in order."""
-    from imaging_db.database import db_ops
-
-    monkeypatch.setattr(db_ops, "_BATCH_ROWS", 4)  # several batches, the last one partial
+    monkeypatch.setattr(bulk_insert, "_BATCH_ROWS", 4)  # several batches, the last one partial
     frames = [_frame(c, z, 0, 0) for c in range(2) for z in range(5)]
     taken = []
 
@@ -134,20 +132,18 @@ def test_insert_frames_from_an_iterator_read_once(database, monkeypatch):
     assert taken == [f["file_name"] for f in frames]
     stored = _rows(database, "SELECT file_name FROM frames ORDER BY id")
     assert [r["file_name"] for r in stored] == [f["file_name"] for f in frames]
-    assert [r["metadata_json"] for r in database.get_frames(_fgid(database), with_metadata=True)] == \
+    assert [r.metadata_json for r in database.get_frames(SERIAL, with_metadata=True)] == \
            [f["metadata_json"] for f in frames]
 
 
 def test_batches_are_bounded_by_rows_and_by_metadata_size(monkeypatch):
     """Frames with a lot of metadata go to the database in smaller batches, so memory stays a few MB."""
-    from imaging_db.database import db_ops
-
-    monkeypatch.setattr(db_ops, "_BATCH_ROWS", 5)
-    monkeypatch.setattr(db_ops, "_BATCH_METADATA_CHARS", 250)
+    monkeypatch.setattr(bulk_insert, "_BATCH_ROWS", 5)
+    monkeypatch.setattr(bulk_insert, "_BATCH_METADATA_CHARS", 250)
     small = [{**_frame(0, z, 0, 0), "metadata_json": "{}"} for z in range(12)]
     big = [{**_frame(0, z, 0, 0), "metadata_json": {"note": "x" * 90}} for z in range(7)]
-    assert [len(b) for b in db_ops._batches(iter(small), 9)] == [5, 5, 2]
-    batches = list(db_ops._batches(iter(big), 9))
+    assert [len(b) for b in bulk_insert._batches(iter(small), 9)] == [5, 5, 2]
+    batches = list(bulk_insert._batches(iter(big), 9))
     assert [len(b) for b in batches] == [3, 3, 1]  # about 100 characters of JSON per row
     assert all(r["frames_global_id"] == 9 and isinstance(r["metadata_json"], str) for b in batches for r in b)
 
@@ -162,8 +158,8 @@ def test_metadata_json_round_trips(database):
     frames = [_frame(0, 0, 0, 0), _frame(0, 1, 0, 0)]
     database.insert_frames_dataset(_record(), _frames_global(2), frames)
     info = database.get_dataset(SERIAL)
-    assert info["frames_global"]["metadata_json"] == GLOBAL_META
-    assert [r["metadata_json"] for r in database.get_frames(info["frames_global"]["id"], with_metadata=True)] == [
+    assert info.metadata == GLOBAL_META
+    assert [r.metadata_json for r in database.get_frames(SERIAL, with_metadata=True)] == [
         f["metadata_json"] for f in frames
     ]
 
@@ -177,8 +173,8 @@ def test_metadata_json_values_postgresql_refuses_are_stored_alike(database):
                                    [{**_frame(0, 0, 0, 0), "metadata_json": metadata}])
     expected = {"Exposure-ms": None, "Max": None, "Min": [None, 1.5], "Label": "Pos0", "Nested": {"z": None}}
     info = database.get_dataset(SERIAL)
-    assert info["frames_global"]["metadata_json"] == expected
-    assert database.get_frames(info["frames_global"]["id"], with_metadata=True)[0]["metadata_json"] == expected
+    assert info.metadata == expected
+    assert database.get_frames(SERIAL, with_metadata=True)[0].metadata_json == expected
 
 
 def test_file_dataset(database):
@@ -188,13 +184,13 @@ def test_file_dataset(database):
         {"storage_dir": f"raw_files/{SERIAL}", "file_name": "notes.pdf", "metadata_json": meta, "sha256": "ab" * 32},
     )
     info = database.get_dataset(SERIAL)
-    assert info["frames_global"] is None
-    assert bool(info["data_set"]["frames"]) is False
-    file_global = info["file_global"]
-    assert file_global["data_set_id"] == info["data_set"]["id"]
-    assert (file_global["storage_dir"], file_global["file_name"], file_global["sha256"]) == (
-        f"raw_files/{SERIAL}", "notes.pdf", "ab" * 32)
-    assert file_global["metadata_json"] == meta
+    assert info.layout is None
+    assert info.frames is False
+    (file_global,) = _rows(database, "SELECT * FROM file_global")
+    (data_set,) = _rows(database, "SELECT * FROM data_set")
+    assert file_global["data_set_id"] == data_set["id"]
+    assert (info.storage_dir, info.file_name, info.sha256) == (f"raw_files/{SERIAL}", "notes.pdf", "ab" * 32)
+    assert info.metadata == meta
     assert _count(database, "frames_global") == 0
 
 
@@ -248,8 +244,8 @@ def test_parent_link(database):
     parent_id = _rows(database, "SELECT id FROM data_set WHERE dataset_serial = :s", s=OTHER)[0]["id"]
     child = _rows(database, "SELECT parent_id FROM data_set WHERE dataset_serial = :s", s=SERIAL)[0]
     assert child["parent_id"] == parent_id
-    assert database.get_dataset(SERIAL)["data_set"]["parent_dataset_id"] == OTHER
-    assert database.get_dataset(OTHER)["data_set"]["parent_dataset_id"] is None
+    assert database.get_dataset(SERIAL).parent_serial == OTHER
+    assert database.get_dataset(OTHER).parent_serial is None
 
 
 def test_unknown_parent(database):
@@ -280,13 +276,14 @@ def test_orm_relationships(database):
 def test_get_dataset(database):
     _insert(database)
     info = database.get_dataset(SERIAL)
-    data_set = info["data_set"]
-    assert data_set["dataset_serial"] == SERIAL
-    assert data_set["date_time"] == datetime.datetime(2018, 11, 7, 9, 35, 54)
-    assert data_set["parent_dataset_id"] is None
-    assert info["frames_global"]["data_set_id"] == data_set["id"]
-    assert info["frames_global"]["nbr_frames"] == 2
-    assert info["file_global"] is None
+    assert info.serial == SERIAL
+    assert info.date_time == datetime.datetime(2018, 11, 7, 9, 35, 54)
+    assert info.parent_serial is None
+    assert (info.frames, info.description, info.microscope) == (True, "a dataset", "Leica SP8")
+    assert dataclasses.asdict(info.layout) == {k: v for k, v in _frames_global(2, c=2).items()
+                                               if k not in ("storage_dir", "metadata_json")}
+    assert (info.storage_dir, info.metadata) == (f"raw_frames/{SERIAL}", GLOBAL_META)
+    assert (info.file_name, info.sha256) == (None, None)
 
 
 def test_get_unknown_dataset(database):
@@ -328,11 +325,11 @@ def grid(database):
     random.Random(1).shuffle(frames)
     database.insert_frames_dataset(_record(), _frames_global(len(frames), c=2, z=3, t=2, p=2), frames)
     _insert(database, serial=OTHER, frames=[_frame(c, 0, 0, 0, channel_name="GFP") for c in range(2)])
-    return _fgid(database)
+    return SERIAL
 
 
 def _ctzp(rows):
-    return [(r["channel_idx"], r["slice_idx"], r["time_idx"], r["pos_idx"]) for r in rows]
+    return [r.indices for r in rows]
 
 
 def _expected(c=range(2), z=range(3), t=range(2), p=range(2)):
@@ -343,14 +340,14 @@ def _expected(c=range(2), z=range(3), t=range(2), p=range(2)):
 def test_get_frames_returns_the_dataset_in_order(database, grid):
     rows = database.get_frames(grid, with_metadata=True)
     assert _ctzp(rows) == _expected()
-    assert set(rows[0]) == set(FRAME_COLUMNS)
-    assert rows[0] == {**_frame(0, 0, 0, 0)}
+    assert dataclasses.asdict(rows[0]) == _frame(0, 0, 0, 0)
+    assert tuple(dataclasses.asdict(rows[0])) == FRAME_COLUMNS
 
 
 def test_get_frames_leaves_metadata_out_unless_asked(database, grid):
     rows = database.get_frames(grid, channel_ids=[1])
-    assert set(rows[0]) == set(FRAME_COLUMNS) - {"metadata_json"}
-    assert rows[0] == {k: v for k, v in _frame(1, 0, 0, 0).items() if k != "metadata_json"}
+    assert rows[0].metadata_json is None
+    assert dataclasses.asdict(rows[0]) == {**_frame(1, 0, 0, 0), "metadata_json": None}
 
 
 def test_frames_rows_given_as_json_text(database):
@@ -358,8 +355,8 @@ def test_frames_rows_given_as_json_text(database):
     text_row = {**_frame(0, 0, 0, 0), "metadata_json": '{"Tab":"a\\tb","Line":"x\\ny","Back":"c:\\\\d"}'}
     dict_row = {**_frame(0, 1, 0, 0), "metadata_json": {"Tab": "a\tb", "Line": "x\ny", "Back": "c:\\d"}}
     database.insert_frames_dataset(_record(), _frames_global(2), [text_row, dict_row])
-    rows = database.get_frames(database.get_dataset(SERIAL)["frames_global"]["id"], with_metadata=True)
-    assert [r["metadata_json"] for r in rows] == [{"Tab": "a\tb", "Line": "x\ny", "Back": "c:\\d"}] * 2
+    rows = database.get_frames(SERIAL, with_metadata=True)
+    assert [r.metadata_json for r in rows] == [{"Tab": "a\tb", "Line": "x\ny", "Back": "c:\\d"}] * 2
 
 
 @pytest.mark.parametrize(
@@ -385,7 +382,7 @@ def test_get_frames_filters(database, grid, filters, expected):
 
 
 def test_get_frames_of_unknown_dataset(database, grid):
-    assert database.get_frames(grid + 1000) == []
+    assert database.get_frames("ML-2019-01-01-00-00-00-0001") == []
 
 
 def test_frame_index_values(database, grid):
@@ -396,7 +393,7 @@ def test_frame_index_values(database, grid):
         "time_idx": [0, 1],
         "pos_idx": [0, 1],
     }
-    other = _fgid(database, OTHER)
+    other = OTHER
     assert database.frame_index_values(other)["channel_name"] == ["GFP"]
     assert database.frame_index_values(other)["slice_idx"] == [0]
 
@@ -453,21 +450,19 @@ def test_large_frame_metadata_is_compressed_with_lz4_on_postgresql(pg_url):
         found = _rows(database, "SELECT slice_idx, pg_column_compression(metadata_json) AS method FROM frames "
                                 "ORDER BY slice_idx")
         assert found == [{"slice_idx": 0, "method": "lz4"}, {"slice_idx": 1, "method": None}]
-        rows = database.get_frames(database.get_dataset(SERIAL)["frames_global"]["id"], with_metadata=True)
-        assert rows[0]["metadata_json"] == big
+        rows = database.get_frames(SERIAL, with_metadata=True)
+        assert rows[0].metadata_json == big
     finally:
         database.dispose()
 
 
 def test_frames_are_written_in_several_batches(database, monkeypatch):
     """Rows stream in batches (COPY chunks on PostgreSQL, executemany batches elsewhere); none is lost."""
-    from imaging_db.database import db_ops
-
-    monkeypatch.setattr(db_ops, "_BATCH_ROWS", 3)
-    monkeypatch.setattr(db_ops, "_COPY_CHUNK", 50)
+    monkeypatch.setattr(bulk_insert, "_BATCH_ROWS", 3)
+    monkeypatch.setattr(bulk_insert, "_COPY_CHUNK", 50)
     frames = [{**_frame(0, z, 0, 0), "metadata_json": {"z": z, "text": "tab\there\nnew line \\ back"}}
               for z in range(10)]
     database.insert_frames_dataset(_record(), _frames_global(10, z=10), frames)
-    rows = database.get_frames(database.get_dataset(SERIAL)["frames_global"]["id"], with_metadata=True)
-    assert [r["slice_idx"] for r in rows] == list(range(10))
-    assert [r["metadata_json"] for r in rows] == [f["metadata_json"] for f in frames]
+    rows = database.get_frames(SERIAL, with_metadata=True)
+    assert [r.slice_idx for r in rows] == list(range(10))
+    assert [r.metadata_json for r in rows] == [f["metadata_json"] for f in frames]

@@ -95,20 +95,18 @@ def _check_dataset_is_the_winners(db_url, storage, serial: str, seed: int) -> No
     """Every row of ``serial`` has its object, whose bytes hash to the row and decode to the winner's pixels."""
     database = Database(db_url)
     try:
-        info = database.get_dataset(serial)
-        rows = database.get_frames(info["frames_global"]["id"])
+        rows = database.get_frames(serial)
     finally:
         database.dispose()
     assert len(rows) == len(CHANNELS) * SLICES * TIMES
     prefix = f"raw_frames/{serial}/"
     stored = storage.list(prefix)
-    assert sorted(stored) == sorted(prefix + r["file_name"] for r in rows), "objects without rows were left behind"
+    assert sorted(stored) == sorted(prefix + r.file_name for r in rows), "objects without rows were left behind"
     assert storage.partials(prefix) == []
     for row in rows:
-        data = storage.get(prefix + row["file_name"])
-        assert hashlib.sha256(data).hexdigest() == row["sha256"]
-        expected = frame_pixels(row["channel_idx"], row["slice_idx"], row["time_idx"], row["pos_idx"], SHAPE,
-                                seed=seed)
+        data = storage.get(prefix + row.file_name)
+        assert hashlib.sha256(data).hexdigest() == row.sha256
+        expected = frame_pixels(*row.indices, SHAPE, seed=seed)
         np.testing.assert_array_equal(decode_png(data), expected)
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from imaging_db.database.db_ops import DatasetRecord
 from imaging_db.errors import StorageError
-from imaging_db.pipeline.download import Downloader, FrameSelection, global_metadata
+from imaging_db.database.records import DatasetInfo, FramesLayout
+from imaging_db.pipeline.download import Downloader, FrameSelection
 
 ID = "ML-2018-11-07-09-35-54-0010"
 
@@ -28,19 +29,29 @@ def test_selection_description():
     assert FrameSelection(channels=["GFP"], slices=[1, 2]).describe() == "channels ['GFP'], slices [1, 2]"
 
 
-def test_global_metadata_flattens_rows():
-    info = {
-        "data_set": {"id": 4, "dataset_serial": ID, "description": "d", "microscope": "m", "frames": 1,
-                     "date_time": datetime.datetime(2018, 11, 7, 9, 35, 54), "parent_id": 3,
-                     "parent_dataset_id": "ML-2018-11-07-09-35-54-0009"},
-        "frames_global": {"id": 9, "data_set_id": 4, "nbr_frames": 2, "metadata_json": {"a": 1}},
-        "file_global": None,
-    }
-    assert global_metadata(info) == {
+def test_global_metadata_flattens_the_record():
+    layout = FramesLayout(nbr_frames=2, im_width=5, im_height=4, im_colors=1, bit_depth="uint16", nbr_slices=2,
+                          nbr_channels=1, nbr_timepoints=1, nbr_positions=1)
+    info = DatasetInfo(ID, frames=True, date_time=datetime.datetime(2018, 11, 7, 9, 35, 54), description="d",
+                       microscope="m", parent_serial="ML-2018-11-07-09-35-54-0009", storage_dir=f"raw_frames/{ID}",
+                       layout=layout, metadata={"a": 1})
+    meta = info.global_metadata()
+    assert meta == {
         "dataset_serial": ID, "description": "d", "microscope": "m", "frames": True,
         "date_time": datetime.datetime(2018, 11, 7, 9, 35, 54),
-        "parent_dataset_id": "ML-2018-11-07-09-35-54-0009", "nbr_frames": 2, "metadata_json": {"a": 1},
+        "parent_dataset_id": "ML-2018-11-07-09-35-54-0009", "storage_dir": f"raw_frames/{ID}", "nbr_frames": 2,
+        "im_width": 5, "im_height": 4, "im_colors": 1, "bit_depth": "uint16", "nbr_slices": 2, "nbr_channels": 1,
+        "nbr_timepoints": 1, "nbr_positions": 1, "metadata_json": {"a": 1},
     }
+    # The order of the frames_global columns, as global_metadata.json has always listed them.
+    assert list(meta)[6:] == ["storage_dir", "nbr_frames", "im_width", "im_height", "im_colors", "bit_depth",
+                              "nbr_slices", "nbr_channels", "nbr_timepoints", "nbr_positions", "metadata_json"]
+    file_info = DatasetInfo(ID, frames=False, date_time=datetime.datetime(2018, 11, 7), description=None,
+                            microscope=None, parent_serial=None, storage_dir=f"raw_files/{ID}", file_name="a.pdf",
+                            sha256="ab" * 32, metadata={"file_origin": "/x/a.pdf"})
+    assert list(file_info.global_metadata().items())[6:] == [
+        ("storage_dir", f"raw_files/{ID}"), ("file_name", "a.pdf"), ("metadata_json", {"file_origin": "/x/a.pdf"}),
+        ("sha256", "ab" * 32)]
 
 
 def test_failed_fetch_leaves_no_folder(tmp_path, database, storage):

@@ -30,7 +30,7 @@ from botocore.retries.standard import ExponentialBackoff
 
 from imaging_db.cli import data_uploader
 from imaging_db.database import connection as db_connection
-from imaging_db.database import db_ops
+from imaging_db.database import bulk_insert
 from imaging_db.database.db_ops import Database
 from imaging_db.example_data import frame_pixels, write_mm_ometiff
 from imaging_db.filestorage import local_storage, make_storage
@@ -144,11 +144,11 @@ def _check_complete(url, spec: dict, login_file, dest: Path, file_source: Path |
     try:
         info = database.get_dataset(ID)
         if file_source is None:
-            rows = database.get_frames(info["frames_global"]["id"])
-            assert info["frames_global"]["nbr_frames"] == NBR_FRAMES
-            keys = {PREFIX + row["file_name"]: row["sha256"] for row in rows}
+            rows = database.get_frames(ID)
+            assert info.layout.nbr_frames == NBR_FRAMES
+            keys = {PREFIX + row.file_name: row.sha256 for row in rows}
         else:
-            keys = {f"raw_files/{ID}/{file_source.name}": info["file_global"]["sha256"]}
+            keys = {f"raw_files/{ID}/{file_source.name}": info.sha256}
     finally:
         database.dispose()
     assert _table_counts(url) == (1, 1, NBR_FRAMES if file_source is None else 0)
@@ -179,7 +179,7 @@ class Kill:
     point: str
     n: int = 1
     workers: int = 1
-    batch_rows: int | None = None  # db_ops._BATCH_ROWS in the killed process: a commit of several batches
+    batch_rows: int | None = None  # bulk_insert._BATCH_ROWS in the killed process: a commit of several batches
     storage: str = "local"
     upload_type: str = "frames"
     objects: int | None = None
@@ -242,8 +242,8 @@ def _killed_upload(kill: Kill, csv_path, config, login_file, *extra: str) -> sub
         command = [sys.executable, "-c",
                    "import sys\n"
                    f"sys.path.insert(0, {str(REPO)!r})\n"
-                   "from imaging_db.database import db_ops\n"
-                   f"db_ops._BATCH_ROWS = {kill.batch_rows}\n"
+                   "from imaging_db.database import bulk_insert\n"
+                   f"bulk_insert._BATCH_ROWS = {kill.batch_rows}\n"
                    "from imaging_db.cli import data_uploader\n"
                    "sys.exit(data_uploader.main(sys.argv[1:]))\n", *args]
     env = dict(os.environ, IMAGING_DB_FAULT=f"{kill.point}:{kill.n}")
@@ -696,7 +696,7 @@ def test_database_gone_at_the_commit_keeps_frames_for_a_resume(when, tmp_path, d
     if when == "before the commit":
         _fault_hook(monkeypatch, upload_module, "upload.before_commit", cut)
     else:
-        _fault_hook(monkeypatch, db_ops, "db.frames_batch", cut)
+        _fault_hook(monkeypatch, bulk_insert, "db.frames_batch", cut)
     try:
         code, _out, err = _upload_cli(csv_path, config, upload_login, capsys)
     finally:

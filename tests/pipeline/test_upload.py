@@ -245,7 +245,7 @@ def test_remote_puts_run_many_at_once(tmp_path, database):
     assert 4 <= storage.max_running <= 8
     assert all(name.startswith("imaging_db-put") for name in storage.threads)
     assert len(storage.local.list(f"raw_frames/{ID}/")) == 24
-    assert len(database.get_frames(database.get_dataset(ID)["frames_global"]["id"])) == 24
+    assert len(database.get_frames(ID)) == 24
 
 
 def test_failed_remote_put_stops_the_dataset(tmp_path, database):

@@ -114,9 +114,8 @@ def test_missing_and_corrupt_objects_are_reported(uploaded):
     replace(storage, frame_keys[1], b"not the frame")
     (file_key,) = storage.list(FILES)
     replace(storage, file_key, b"not the file either")
-    recorded = {r["file_name"]: r["sha256"] for r in database.get_frames(
-        database.get_dataset(ID)["frames_global"]["id"])}
-    recorded_file = database.get_dataset(FILE_ID)["file_global"]["sha256"]
+    recorded = {r.file_name: r.sha256 for r in database.get_frames(ID)}
+    recorded_file = database.get_dataset(FILE_ID).sha256
 
     report = verify(database, storage)
     assert not report.ok

@@ -1,0 +1,101 @@
+"""The one read path: fetch a dataset's objects in parallel and check each against its recorded sha256.
+
+    frame rows -> workers: DataStorage.get -> verify sha256 -> (row, bytes), in row order
+
+The download's folder writer consumes it; the Python API's arrays and the
+exports build on it too, so every reader checks what it reads the same way.
+"""
+
+import collections
+import concurrent.futures
+import hashlib
+from typing import Iterator, Sequence
+
+from imaging_db.database.records import DatasetInfo, FrameRow
+from imaging_db.errors import InputError, IntegrityError
+from imaging_db.filestorage import DataStorage
+from imaging_db.filestorage.data_storage import check_key
+from imaging_db.pipeline.progress import progress_bar
+
+# Names longer than this cannot be files on the usual file systems.
+_MAX_NAME_BYTES = 255
+
+
+def checked_key(serial: str, storage_dir, name, what: str) -> str:
+    """Return the storage key of a frame or file named by the database, once its names are known to be safe.
+
+    Names come from the database, which anyone with write access may have
+    edited: the name must stay one plain file in a download folder, and the
+    key a key inside the storage.
+
+    Raises
+    ------
+    IntegrityError
+        If either is not.
+    """
+    if (not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\\\0")
+            or len(name.encode("utf-8", "surrogateescape")) > _MAX_NAME_BYTES):
+        raise IntegrityError(f"dataset {serial}: the database gives {what} {name!r}, which is not a "
+                             "plain file name; refusing to download the dataset")
+    try:
+        return check_key(f"{storage_dir}/{name}")
+    except InputError:
+        raise IntegrityError(f"dataset {serial}: the database gives storage_dir {storage_dir!r}, which is not a "
+                             "key prefix inside the storage; refusing to download the dataset") from None
+
+
+def verified(storage: DataStorage, serial: str, key: str, name: str, sha256: str, what: str = "frame") -> bytes:
+    """Return the object under ``key`` once its sha256 matches the recorded one.
+
+    Raises
+    ------
+    IntegrityError
+        If the object's content does not match (it is corrupt).
+    NotFoundError, StorageError
+        If it cannot be read.
+    """
+    data = storage.get(key)
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise IntegrityError(
+            f"dataset {serial}: {what} {name} in {storage.describe()} is corrupt: "
+            f"sha256 {digest} does not match the recorded {sha256}"
+        )
+    return data
+
+
+def read_frames(storage: DataStorage, dataset: DatasetInfo, rows: Sequence[FrameRow], nbr_workers: int = 1,
+                progress: bool | None = False) -> Iterator[tuple[FrameRow, bytes]]:
+    """Yield ``(row, png bytes)`` for each of a frames dataset's ``rows``, in order, each verified.
+
+    Objects are fetched and hashed on a thread pool: ``nbr_workers`` threads,
+    or as many requests as a remote storage is worth keeping in flight. At
+    most twice that many objects are held at once, whatever the dataset's size.
+
+    Raises
+    ------
+    IntegrityError
+        If a name in the database is unsafe, or an object does not match its sha256.
+    NotFoundError, StorageError
+        If an object cannot be read. Objects not yet fetched are then not fetched.
+    """
+    keys = [checked_key(dataset.serial, dataset.storage_dir, row.file_name, "frame file name") for row in rows]
+    threads = max(1, nbr_workers, storage.parallel_requests)
+    with concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="imaging_db-read") as pool, \
+            progress_bar(len(rows), dataset.serial, "frame", progress) as bar:
+        in_flight: collections.deque = collections.deque()
+        try:
+            for row, key in zip(rows, keys):
+                in_flight.append((row, pool.submit(verified, storage, dataset.serial, key, row.file_name,
+                                                   row.sha256)))
+                while len(in_flight) >= 2 * threads:
+                    row_done, future = in_flight.popleft()
+                    yield row_done, future.result()
+                    bar.update(1)
+            while in_flight:
+                row_done, future = in_flight.popleft()
+                yield row_done, future.result()
+                bar.update(1)
+        finally:
+            for _, future in in_flight:
+                future.cancel()

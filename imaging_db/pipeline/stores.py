@@ -1,0 +1,49 @@
+"""Open the database and the storage that a command works on, from its login file and storage settings."""
+
+from pathlib import Path
+
+from imaging_db.database.connection import load_login
+from imaging_db.database.db_ops import Database
+from imaging_db.defaults import DEFAULT_NBR_WORKERS
+from imaging_db.errors import InputError, NotFoundError
+from imaging_db.filestorage import DataStorage, make_storage
+
+
+def worker_count(nbr_workers: int | None) -> int:
+    """The worker threads of a run: as asked, else one per CPU.
+
+    Raises
+    ------
+    InputError
+        If fewer than one is asked for.
+    """
+    workers = nbr_workers or DEFAULT_NBR_WORKERS
+    if workers < 1:
+        raise InputError(f"nbr_workers must be at least 1, not {workers}")
+    return workers
+
+
+def open_for_reading(login: str | Path | None, storage: str, storage_access: str | None,
+                     s3_endpoint_url: str | None, nbr_workers: int | None,
+                     missing: str) -> tuple[Database, DataStorage, int]:
+    """The database, storage and worker count of a command that reads datasets (download, verify).
+
+    The database is opened without creating it: a missing SQLite file is a
+    NotFoundError whose message starts with ``missing``.
+
+    Raises
+    ------
+    InputError
+        On a bad login, storage or worker count.
+    NotFoundError
+        If the SQLite database file does not exist.
+    """
+    workers = worker_count(nbr_workers)
+    url = load_login(login)
+    data_storage = make_storage(storage, storage_access, s3_endpoint_url=s3_endpoint_url,
+                                max_connections=2 * workers)
+    try:
+        database = Database(url, create=False)
+    except NotFoundError as exc:
+        raise NotFoundError(f"{missing}: {exc}") from None
+    return database, data_storage, workers
