@@ -19,7 +19,9 @@ import tifffile
 from imaging_db.errors import InputError
 from imaging_db.example_data import frame_pixels, write_imagej_stack, write_mm_ometiff
 from imaging_db.images.splitters import make_splitter
-from imaging_db.images.splitters.base import _DamageReports, micromanager_indices, printable_path
+from imaging_db.images.splitters.base import printable_path
+from imaging_db.images.splitters.micromanager import micromanager_indices
+from imaging_db.images.splitters.tiff_pages import _DamageReports
 
 DATASET = "ML-2018-11-07-09-35-54-0010"
 SHAPE = (16, 24)

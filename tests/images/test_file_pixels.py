@@ -8,6 +8,7 @@ from imaging_db.errors import InputError
 from imaging_db.example_data import frame_pixels, write_mm_ometiff
 from imaging_db.images import png as png_module
 from imaging_db.images.file_pixels import FilePixels
+from imaging_db.images.pixels import ArrayPixels
 from imaging_db.images.png import decode_png, encode_png
 from imaging_db.images.splitters import make_splitter
 
@@ -86,14 +87,15 @@ class TestSplittersChoose:
         stack = np.stack([frame_pixels(0, z, 0, 0, (32, 24)) for z in range(3)])
         tifffile.imwrite(path, stack, imagej=True, compression="zlib", metadata={"axes": "ZYX"})
         frames = list(make_splitter("tif_id", path, DATASET).frames())
-        assert [type(f.pixels) for f in frames] == [np.ndarray] * 3
+        assert [type(f.pixels) for f in frames] == [ArrayPixels] * 3
         for frame in frames:
+            assert frame.pixels.held_bytes == frame.pixels.nbytes == stack[0].nbytes
             np.testing.assert_array_equal(frame.pixels, stack[frame.slice_idx])
 
     def test_micro_manager_pages_upload_from_the_file(self, tmp_path):
         (path,) = write_mm_ometiff(tmp_path / "acq", ["GFP"], nbr_slices=2, nbr_times=1, nbr_positions=1)
         for frame in make_splitter("ome_tiff", path, DATASET).frames():
-            assert isinstance(frame.pixels, FilePixels)
+            assert isinstance(frame.pixels, FilePixels) and frame.pixels.held_bytes == 0
             np.testing.assert_array_equal(decode_png(encode_png(frame.pixels)), frame_pixels(*frame.indices, (64, 48)))
 
 

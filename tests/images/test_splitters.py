@@ -12,7 +12,7 @@ from imaging_db.images.splitters import (
     TifIdSplitter,
     make_splitter,
 )
-from imaging_db.images.splitters.base import micromanager_indices, parse_json_tag
+from imaging_db.images.splitters.micromanager import micromanager_indices, parse_json_tag
 
 DATASET = "ML-2018-11-07-09-35-54-0010"
 

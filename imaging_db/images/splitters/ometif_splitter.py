@@ -6,12 +6,13 @@ from typing import Iterator
 
 import tifffile
 
-from imaging_db.images.splitters.base import (
-    Frame,
-    Splitter,
-    micromanager_indices,
-    parse_json_tag,
-    read_micromanager_tag,
+from imaging_db.images.splitters.base import Frame, list_files
+from imaging_db.images.splitters.micromanager import micromanager_indices, parse_json_tag, read_micromanager_tag
+from imaging_db.images.splitters.tiff_pages import (
+    OME_TIFF_SUFFIXES,
+    TIFF_SUFFIXES,
+    TiffSplitter,
+    first_page_marks,
 )
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ def _summary_from_ijmetadata(tif: tifffile.TiffFile) -> dict | str | None:
         return info
 
 
-class OmeTiffSplitter(Splitter):
+class OmeTiffSplitter(TiffSplitter):
     """Yields each page of each OME-TIFF file, indexed by the page's own MicroManagerMetadata tag.
 
     tifffile's merged OME series is not used: the first file's OME-XML may
@@ -38,19 +39,23 @@ class OmeTiffSplitter(Splitter):
     frames_format = "ome_tiff"
     supports_positions = True
 
+    @classmethod
+    def can_read(cls, path: Path) -> bool:
+        """A TIFF file, or a folder's first ``*.ome.tif``, whose first page has a MicroManagerMetadata tag."""
+        if path.is_dir():
+            files = list_files(path, OME_TIFF_SUFFIXES)
+            first = files[0] if files else None
+        else:
+            first = path if path.is_file() and path.name.lower().endswith(TIFF_SUFFIXES) else None
+        return first is not None and "micromanager" in (first_page_marks(first) or ())
+
     def files(self) -> list[Path]:
         """Return the OME-TIFF files to read, in name order."""
         if self.path.is_file():
             return [self.path]
         if not self.path.is_dir():
             raise self.error("is neither a file nor a folder")
-        found = sorted(
-            p for p in self.path.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.name.lower().endswith((".ome.tif", ".ome.tiff"))
-        )
-        if not found:
-            raise self.error("folder holds no *.ome.tif files")
-        return found
+        return self.folder_files(OME_TIFF_SUFFIXES)
 
     def global_metadata(self) -> dict:
         first = self.files()[0]
@@ -80,7 +85,6 @@ class OmeTiffSplitter(Splitter):
             tif = opened.tif
             # Keep only the current page in memory however long the file.
             tif.pages.cache = False
-            file_size = tif.filehandle.size
             for page_nbr, page in enumerate(tif.pages):
                 opened.check_page(page, page_nbr)  # a tag tifffile could not read is damage, not a missing tag
                 try:
@@ -92,23 +96,8 @@ class OmeTiffSplitter(Splitter):
                     raise self.error(f"page {page_nbr}: {exc}", file) from None
                 if self.positions is not None and pos_idx not in self.positions:
                     continue
-                self.check_page_data(page, file_size, file, page_nbr)
-                pixels = shape = dtype = None
-                if not read_pixels:
-                    shape, dtype = self.scan_page(page, file, page_nbr)
-                else:
-                    pixels = self.page_pixels(page, file, page_nbr, tif.byteorder)
+                opened.check_page_data(page, page_nbr)
                 channel_name = meta.get("Channel")
-                yield Frame(
-                    channel_idx=channel_idx,
-                    slice_idx=slice_idx,
-                    time_idx=time_idx,
-                    pos_idx=pos_idx,
-                    channel_name=str(channel_name) if channel_name is not None else str(channel_idx),
-                    metadata=meta,
-                    source=str(file),
-                    page=page_nbr,
-                    pixels=pixels,
-                    shape=shape,
-                    dtype=dtype,
-                )
+                channel_name = str(channel_name) if channel_name is not None else str(channel_idx)
+                yield self.page_frame(opened, page, page_nbr, read_pixels,
+                                      (channel_idx, slice_idx, time_idx, pos_idx), channel_name, meta)

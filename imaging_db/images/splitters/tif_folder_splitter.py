@@ -5,13 +5,15 @@ from pathlib import Path
 from typing import Iterator
 
 from imaging_db.errors import InputError
-from imaging_db.images.splitters.base import Frame, Splitter, micromanager_indices, read_micromanager_tag
+from imaging_db.images.splitters.base import Frame, list_files
+from imaging_db.images.splitters.micromanager import micromanager_indices, read_micromanager_tag
+from imaging_db.images.splitters.tiff_pages import OME_TIFF_SUFFIXES, TIFF_SUFFIXES, TiffSplitter
 from imaging_db.metadata.filename_parsers import parse_sms_name
 
 SUMMARY_FILE = "metadata.txt"
 
 
-class TifFolderSplitter(Splitter):
+class TifFolderSplitter(TiffSplitter):
     """Yields one frame per ``*.tif`` file of a folder.
 
     Indices come from each file's MicroManagerMetadata tag when present, else
@@ -21,17 +23,19 @@ class TifFolderSplitter(Splitter):
 
     frames_format = "tif_folder"
 
+    @classmethod
+    def can_read(cls, path: Path) -> bool:
+        """A folder holding ``*.tif`` files, none of them ``*.ome.tif`` (those are ome_tiff's)."""
+        if not path.is_dir():
+            return False
+        files = list_files(path, TIFF_SUFFIXES)
+        return bool(files) and not any(p.name.lower().endswith(OME_TIFF_SUFFIXES) for p in files)
+
     def files(self) -> list[Path]:
         """Return the TIFF files of the folder, in name order."""
         if not self.path.is_dir():
             raise self.error("tif_folder needs a folder of single-frame TIFFs")
-        found = sorted(
-            p for p in self.path.iterdir()
-            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in (".tif", ".tiff")
-        )
-        if not found:
-            raise self.error("folder holds no *.tif files")
-        return found
+        return self.folder_files(TIFF_SUFFIXES)
 
     def global_metadata(self) -> dict:
         meta: dict = {}
@@ -67,7 +71,7 @@ class TifFolderSplitter(Splitter):
                     raise self.error(f"holds {len(tif.pages)} pages; tif_folder expects single-frame TIFFs", file)
                 page = tif.pages[0]
                 opened.check_page(page, 0)
-                self.check_page_data(page, tif.filehandle.size, file, 0)
+                opened.check_page_data(page, 0)
                 try:
                     meta = read_micromanager_tag(page)
                     if meta is not None:
@@ -89,21 +93,5 @@ class TifFolderSplitter(Splitter):
                     channel_name = parsed["channel_name"]
                     channel_idx = channel_indices[channel_name]
                     slice_idx, time_idx, pos_idx = parsed["slice_idx"], parsed["time_idx"], parsed["pos_idx"]
-                pixels = shape = dtype = None
-                if not read_pixels:
-                    shape, dtype = self.scan_page(page, file, 0)
-                else:
-                    pixels = self.page_pixels(page, file, 0, tif.byteorder)
-                yield Frame(
-                    channel_idx=channel_idx,
-                    slice_idx=slice_idx,
-                    time_idx=time_idx,
-                    pos_idx=pos_idx,
-                    channel_name=channel_name,
-                    metadata=meta,
-                    source=str(file),
-                    page=0,
-                    pixels=pixels,
-                    shape=shape,
-                    dtype=dtype,
-                )
+                yield self.page_frame(opened, page, 0, read_pixels, (channel_idx, slice_idx, time_idx, pos_idx),
+                                      channel_name, meta)

@@ -1,18 +1,21 @@
 """One multi-page TIFF (typically an ImageJ hyperstack) with little metadata."""
 
 import json
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import tifffile
 
-from imaging_db.images.file_pixels import FilePixels
-from imaging_db.images.splitters.base import Frame, Splitter, parse_json_tag
+from imaging_db.images.pixels import Pixels
+from imaging_db.images.splitters.base import Frame
+from imaging_db.images.splitters.micromanager import parse_json_tag
+from imaging_db.images.splitters.tiff_pages import TIFF_SUFFIXES, TiffSplitter, first_page_marks
 
 _COUNT_KEYS = ("channels", "slices", "positions", "frames")
 
 
-class TifIdSplitter(Splitter):
+class TifIdSplitter(TiffSplitter):
     """Yields the pages of one TIFF in ImageJ order: channel fastest, then slice, position, time.
 
     The counts come from the first page's ImageJ ImageDescription
@@ -21,6 +24,18 @@ class TifIdSplitter(Splitter):
     """
 
     frames_format = "tif_id"
+
+    @classmethod
+    def can_read(cls, path: Path) -> bool:
+        """A TIFF file whose first page has neither a MicroManagerMetadata tag (ome_tiff's) nor OME-XML.
+
+        An OME-TIFF without Micro-Manager's tags is neither format's: its
+        pages' indices are in its OME-XML, which tif_id would not follow.
+        """
+        if not (path.is_file() and path.name.lower().endswith(TIFF_SUFFIXES)):
+            return False
+        marks = first_page_marks(path)
+        return marks is not None and not marks & {"micromanager", "ome"}
 
     def _open(self):
         """Open the TIFF (see ``Splitter.open_tiff``); ``frames`` checks its IFD chain."""
@@ -108,13 +123,20 @@ class TifIdSplitter(Splitter):
                              f"its {nbr_pages} images need {needed}")
         return offset, shape, dtype
 
-    def _page_pixels(self, tif: tifffile.TiffFile, page, page_nbr: int,
-                     contiguous: tuple | None) -> np.ndarray | FilePixels:
-        if contiguous is None:
-            return self.page_pixels(page, self.path, page_nbr, tif.byteorder)
-        offset, shape, dtype = contiguous
-        frame_bytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        return self.pixels_in_file(self.path, offset + page_nbr * frame_bytes, shape, dtype, page_nbr)
+    def _contiguous_frame(self, contiguous: tuple, page_nbr: int, read_pixels: bool,
+                          indices: tuple[int, int, int, int], channel_name: str) -> Frame:
+        """The Frame of image ``page_nbr`` of a hyperstack without its IFDs (see ``_contiguous_layout``)."""
+        offset, file_shape, file_dtype = contiguous
+        frame_bytes = int(np.prod(file_shape, dtype=np.int64)) * file_dtype.itemsize
+
+        def pixels() -> Pixels:
+            return self.pixels_in_file(self.path, offset + page_nbr * frame_bytes, file_shape, file_dtype, page_nbr)
+
+        if read_pixels:
+            return Frame(*indices, channel_name, {}, str(self.path), page_nbr, pixels=pixels())
+        # Only float frames are read here, and those come back as checked uint16 arrays.
+        shape, dtype = self.stored_layout(file_shape, file_dtype, self.path, page_nbr, lambda: pixels().read())
+        return Frame(*indices, channel_name, {}, str(self.path), page_nbr, shape=shape, dtype=dtype)
 
     def frames(self, read_pixels: bool = True) -> Iterator[Frame]:
         with self._open() as opened:
@@ -129,37 +151,16 @@ class TifIdSplitter(Splitter):
             else:
                 opened.check_chain()
             nc, nz, npos = counts["channels"], counts["slices"], counts["positions"]
-            file_size = tif.filehandle.size
             for page_nbr in range(nbr_pages):
-                page = None
-                if contiguous is None:
-                    page = tif.pages[page_nbr]
-                    opened.check_page(page, page_nbr)
-                    self.check_page_data(page, file_size, self.path, page_nbr)
                 channel_idx = page_nbr % nc
                 slice_idx = (page_nbr // nc) % nz
                 pos_idx = (page_nbr // (nc * nz)) % npos
                 time_idx = page_nbr // (nc * nz * npos)
-                pixels = shape = dtype = None
-                if not read_pixels:
-                    if contiguous is None:
-                        shape, dtype = self.scan_page(page, self.path, page_nbr)
-                    else:
-                        # Only float frames are read here, and those come back as checked uint16 arrays.
-                        shape, dtype = self.stored_layout(contiguous[1], contiguous[2], self.path, page_nbr,
-                                                          lambda: self._page_pixels(tif, None, page_nbr, contiguous))
-                else:
-                    pixels = self._page_pixels(tif, page, page_nbr, contiguous)
-                yield Frame(
-                    channel_idx=channel_idx,
-                    slice_idx=slice_idx,
-                    time_idx=time_idx,
-                    pos_idx=pos_idx,
-                    channel_name=names[channel_idx],
-                    metadata={},
-                    source=str(self.path),
-                    page=page_nbr,
-                    pixels=pixels,
-                    shape=shape,
-                    dtype=dtype,
-                )
+                indices = (channel_idx, slice_idx, time_idx, pos_idx)
+                if contiguous is not None:
+                    yield self._contiguous_frame(contiguous, page_nbr, read_pixels, indices, names[channel_idx])
+                    continue
+                page = tif.pages[page_nbr]
+                opened.check_page(page, page_nbr)
+                opened.check_page_data(page, page_nbr)
+                yield self.page_frame(opened, page, page_nbr, read_pixels, indices, names[channel_idx], {})
