@@ -38,7 +38,7 @@ class TifIdSplitter(TiffSplitter):
         return marks is not None and not marks & {"micromanager", "ome"}
 
     def _open(self):
-        """Open the TIFF (see ``Splitter.open_tiff``); ``frames`` checks its IFD chain."""
+        """Open the TIFF (see ``TiffSplitter.open_tiff``); ``frames`` checks its IFD chain."""
         if not self.path.is_file():
             raise self.error("tif_id needs one multi-page TIFF file")
         # ImageJ writes the IFDs after the pixels: a hyperstack whose later IFDs are cut off (or, > 4 GB,
