@@ -5,8 +5,12 @@ import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imaging_db.errors import InputError
+
+if TYPE_CHECKING:
+    from imaging_db.filestorage.object_writer import ObjectWriter
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,8 @@ class DataStorage(abc.ABC):
         How many requests are worth keeping in flight at once. 1 means a
         request costs CPU rather than waiting (a local folder): callers then
         store and fetch from their own worker threads. A remote store says
-        more, and callers keep that many requests running on I/O threads.
+        more, and callers keep that many requests running on I/O threads
+        (:meth:`writer` does so for puts).
 
     A new backend is one module with a subclass, and one line in
     ``imaging_db.filestorage.STORAGES``.
@@ -186,3 +191,18 @@ class DataStorage(abc.ABC):
     def exists(self, key: str) -> bool:
         """Return whether an object is stored under ``key``."""
         return key in self.list(key)
+
+    def writer(self) -> "ObjectWriter":
+        """Return a writer that stores many new objects, with the concurrency this storage wants.
+
+        With ``parallel_requests`` above 1, puts run on that many I/O threads,
+        their queue bounded by count and bytes; else each put runs inline in
+        the caller's thread. Use it as a context manager, and call
+        ``finish()`` before relying on the objects.
+        """
+        # Imported here: the writers import this module (and concurrent.futures, not needed to read).
+        from imaging_db.filestorage.object_writer import ObjectWriter, QueuedObjectWriter
+
+        if self.parallel_requests > 1:
+            return QueuedObjectWriter(self, self.parallel_requests)
+        return ObjectWriter(self)

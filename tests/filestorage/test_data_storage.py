@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -15,6 +16,7 @@ from imaging_db.errors import InputError, NotFoundError, ObjectExistsError, Stor
 from imaging_db.filestorage import STORAGES, DataStorage, make_storage, storage_class, storage_names
 from imaging_db.filestorage.data_storage import check_key
 from imaging_db.filestorage.local_storage import LocalStorage
+from imaging_db.filestorage.object_writer import QueuedObjectWriter
 
 INVALID_KEYS = ["../x", "/abs", "a//b", "a/../b", "a/./b", "a/", "", "a\\b"]
 
@@ -119,6 +121,40 @@ class TestDataStorageConformance:
         assert outcomes.count("exists") == writers - 1
         assert storage.get("race/key") == payloads[outcomes.index("ok")]
         assert storage.partials("race/") == []
+
+    def test_writer_stores_every_object_bit_exact(self, storage):
+        """The writer's puts, from several workers at once, as the upload makes them."""
+        objects = {f"raw_frames/DS-1/im_c000_z{i:03d}_t000_p000.png": _payload(20_000 + i, i) for i in range(24)}
+
+        def store(writer, i, key):
+            data = objects[key]
+            if i % 2:
+                assert writer.put_stream(key, iter([data[:5000], data[5000:]])) == len(data)
+            else:
+                writer.put(key, data)
+
+        with storage.writer() as writer:
+            assert isinstance(writer, QueuedObjectWriter) == (storage.parallel_requests > 1)
+            with ThreadPoolExecutor(4) as workers:
+                list(workers.map(store, [writer] * len(objects), range(len(objects)), objects))
+            writer.raise_failures()
+            writer.finish()
+        assert sorted(writer.written) == sorted(objects)
+        assert {key: obj.size for key, obj in storage.list("raw_frames/").items()} == {
+            key: len(data) for key, data in objects.items()}
+        for key, data in objects.items():
+            assert storage.get(key) == data
+
+    def test_writer_reports_a_put_that_failed(self, storage):
+        storage.put("a/key", b"first")
+        with storage.writer() as writer:
+            writer.put("a/other", b"other")
+            with pytest.raises(ObjectExistsError, match="'a/key' already exists .*not replaced"):
+                writer.put("a/key", b"second")  # raises here when stored inline,
+                writer.finish()  # here when queued
+            writer.finish()
+        assert writer.written == ["a/other"]
+        assert storage.get("a/key") == b"first" and storage.get("a/other") == b"other"
 
     def test_no_partials_on_a_fresh_prefix(self, storage):
         assert storage.partials("raw_frames/DS/") == []
@@ -270,7 +306,7 @@ class TestMakeStorage:
 
     def test_local_storage_never_imports_boto3(self, tmp_path):
         code = ("import sys; from imaging_db.filestorage import make_storage; "
-                f"make_storage('local', {str(tmp_path)!r}).put('a/b', b'x'); "
+                f"make_storage('local', {str(tmp_path)!r}).writer().put('a/b', b'x'); "
                 "assert 'boto3' not in sys.modules and 'botocore' not in sys.modules, 'boto3 imported'")
         subprocess.run([sys.executable, "-c", code], check=True)
         assert (tmp_path / "a" / "b").read_bytes() == b"x"
