@@ -9,6 +9,7 @@ import importlib
 
 from imaging_db.errors import InputError
 from imaging_db.filestorage.data_storage import DataStorage, StoredObject
+from imaging_db.filestorage.object_writer import ObjectWriter
 
 # Name -> the DataStorage subclass, or "module:Class" to import it when the name is
 # first used: choosing the local folder never imports an S3 client (boto3 takes
@@ -75,4 +76,4 @@ def make_storage(kind: str, access: str | None = None, *, s3_endpoint_url: str |
                                              max_connections=max_connections)
 
 
-__all__ = ["DataStorage", "STORAGES", "StoredObject", "make_storage", "storage_class", "storage_names"]
+__all__ = ["DataStorage", "ObjectWriter", "STORAGES", "StoredObject", "make_storage", "storage_class", "storage_names"]

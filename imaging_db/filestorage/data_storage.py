@@ -5,12 +5,9 @@ import posixpath
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from imaging_db.errors import InputError
-
-if TYPE_CHECKING:
-    from imaging_db.filestorage.object_writer import ObjectWriter
+from imaging_db.filestorage.object_writer import ObjectWriter, QueuedObjectWriter
 
 
 @dataclass(frozen=True)
@@ -192,7 +189,7 @@ class DataStorage(abc.ABC):
         """Return whether an object is stored under ``key``."""
         return key in self.list(key)
 
-    def writer(self) -> "ObjectWriter":
+    def writer(self) -> ObjectWriter:
         """Return a writer that stores many new objects, with the concurrency this storage wants.
 
         With ``parallel_requests`` above 1, puts run on that many I/O threads,
@@ -200,9 +197,6 @@ class DataStorage(abc.ABC):
         the caller's thread. Use it as a context manager, and call
         ``finish()`` before relying on the objects.
         """
-        # Imported here: the writers import this module (and concurrent.futures, not needed to read).
-        from imaging_db.filestorage.object_writer import ObjectWriter, QueuedObjectWriter
-
         if self.parallel_requests > 1:
             return QueuedObjectWriter(self, self.parallel_requests)
         return ObjectWriter(self)

@@ -9,8 +9,10 @@ import collections
 import concurrent.futures
 import threading
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from imaging_db.filestorage.data_storage import DataStorage
+if TYPE_CHECKING:  # data_storage imports this module to hand writers out
+    from imaging_db.filestorage.data_storage import DataStorage
 
 # Bytes of objects waiting for a queued put, whatever their size: memory stays bounded.
 QUEUED_PUT_BYTES = 48 * 2**20
@@ -34,7 +36,7 @@ class ObjectWriter:
         Keys stored by this writer, each appended once its put succeeded.
     """
 
-    def __init__(self, storage: DataStorage):
+    def __init__(self, storage: "DataStorage"):
         self.storage = storage
         self.written: list[str] = []
 
@@ -88,7 +90,7 @@ class QueuedObjectWriter(ObjectWriter):
         Bytes of objects queued or being put, at most.
     """
 
-    def __init__(self, storage: DataStorage, threads: int, max_queued_bytes: int = QUEUED_PUT_BYTES):
+    def __init__(self, storage: "DataStorage", threads: int, max_queued_bytes: int = QUEUED_PUT_BYTES):
         super().__init__(storage)
         threads = max(1, int(threads))
         self.pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="imaging_db-put")
