@@ -185,10 +185,6 @@ class DataStorage(abc.ABC):
     def delete(self, key: str) -> None:
         """Remove the object under ``key``; a missing object is not an error."""
 
-    def exists(self, key: str) -> bool:
-        """Return whether an object is stored under ``key``."""
-        return key in self.list(key)
-
     def writer(self) -> ObjectWriter:
         """Return a writer that stores many new objects, with the concurrency this storage wants.
 

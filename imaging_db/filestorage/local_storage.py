@@ -184,9 +184,6 @@ class LocalStorage(DataStorage):
                     raise StorageError(f"cannot remove leftover {str(full)!r}: {exc.strerror or exc}") from None
         return removed
 
-    def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
-
     def delete(self, key: str) -> None:
         path = self._path(key)
         try:

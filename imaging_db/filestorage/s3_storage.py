@@ -151,17 +151,6 @@ class S3Storage(DataStorage):
             raise self._error("listing", prefix, exc) from None
         return found
 
-    def exists(self, key: str) -> bool:
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=check_key(key))
-        except botocore.exceptions.ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code", "")) in _NOT_FOUND_CODES:
-                return False
-            raise self._error("checking", key, exc) from None
-        except botocore.exceptions.BotoCoreError as exc:
-            raise self._error("checking", key, exc) from None
-        return True
-
     def _multipart_uploads(self, prefix: str) -> "list[tuple[str, str]]":
         found = []
         try:

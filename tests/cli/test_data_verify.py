@@ -87,7 +87,7 @@ def test_remove_orphans(uploaded, login_file, storage_spec, db_url, capsys):
     referenced -= {f"raw_frames/{ID}/extra.png", f"raw_files/{STRAY_ID}/x.tif", f"raw_frames/{claimed}/y.png"}
 
     assert run_verify(login_file, storage_spec, "--all") == 1  # reporting removes nothing
-    assert storage.exists(f"raw_frames/{ID}/extra.png")
+    assert f"raw_frames/{ID}/extra.png" in storage.list(f"raw_frames/{ID}/extra.png")
     capsys.readouterr()
     database = Database(db_url, create=False)
     try:

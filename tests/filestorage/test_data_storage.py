@@ -65,7 +65,6 @@ class TestDataStorageConformance:
         with pytest.raises(InputError, match="page 3"):
             storage.put_stream("raw_frames/DS/im.png", pieces())
         assert storage.list("raw_frames/") == {}
-        assert not storage.exists("raw_frames/DS/im.png")
 
     @pytest.mark.parametrize("how", ["put", "put_stream", "put_file"])
     def test_a_new_object_never_replaces_one(self, storage, how, tmp_path):
@@ -200,19 +199,19 @@ class TestDataStorageConformance:
         assert storage.list("raw_frames/nothing-here/") == {}
         assert storage.list("raw_frames/DS-2") == {}
 
-    def test_exists(self, storage):
-        assert not storage.exists("raw_frames/DS-1/a.png")
+    def test_listing_a_key_tells_whether_it_holds_an_object(self, storage):
+        """``key in storage.list(key)``: how callers ask whether one object is stored."""
+        assert "raw_frames/DS-1/a.png" not in storage.list("raw_frames/DS-1/a.png")
         storage.put("raw_frames/DS-1/a.png", b"x")
-        assert storage.exists("raw_frames/DS-1/a.png")
+        assert set(storage.list("raw_frames/DS-1/a.png")) == {"raw_frames/DS-1/a.png"}
         # A "folder" or a key prefix is not an object.
-        assert not storage.exists("raw_frames/DS-1")
-        assert not storage.exists("raw_frames/DS-1/a.pn")
+        assert "raw_frames/DS-1" not in storage.list("raw_frames/DS-1")
+        assert "raw_frames/DS-1/a.pn" not in storage.list("raw_frames/DS-1/a.pn")
 
     def test_delete(self, storage):
         storage.put("raw_frames/DS-1/a.png", b"x")
         storage.put("raw_frames/DS-1/b.png", b"y")
         storage.delete("raw_frames/DS-1/a.png")
-        assert not storage.exists("raw_frames/DS-1/a.png")
         assert set(storage.list("raw_frames/")) == {"raw_frames/DS-1/b.png"}
         with pytest.raises(NotFoundError):
             storage.get("raw_frames/DS-1/a.png")
@@ -258,8 +257,6 @@ class TestDataStorageConformance:
             storage.get(key)
         with pytest.raises(InputError, match="invalid storage key"):
             storage.get_file(key, tmp_path / "g")
-        with pytest.raises(InputError, match="invalid storage key"):
-            storage.exists(key)
         with pytest.raises(InputError, match="invalid storage key"):
             storage.delete(key)
         assert storage.list("") == {}

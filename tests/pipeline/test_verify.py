@@ -168,7 +168,7 @@ def test_orphans_are_reported(uploaded):
     assert f"{ID}: 4 frames verified, 0 missing, 0 corrupt, 3 orphaned" in text
     assert f"orphaned: raw_frames/{STRAY_ID}/im_c000_z000_t000_p000.png (no dataset {STRAY_ID})" in text
     # Reporting never removes anything.
-    assert storage.exists(FRAMES + "extra.png") and storage.partials(FRAMES) == [partial]
+    assert FRAMES + "extra.png" in storage.list(FRAMES + "extra.png") and storage.partials(FRAMES) == [partial]
 
 
 def test_remove_orphans_removes_exactly_the_orphans(uploaded):
@@ -210,8 +210,8 @@ def test_remove_orphans_skips_an_upload_in_progress(uploaded):
         report = verify(database, storage, remove_orphans=True)
     (orphan,) = report.orphan_prefixes
     assert orphan.skipped == UPLOAD_IN_PROGRESS and orphan.removed == [] and orphan.ok
-    assert storage.exists(stray) and storage.partials(f"raw_frames/{STRAY_ID}/") == [stray_partial]
-    assert not storage.exists(FRAMES + "extra.png")  # the other orphans went
+    assert stray in storage.list(stray) and storage.partials(f"raw_frames/{STRAY_ID}/") == [stray_partial]
+    assert FRAMES + "extra.png" not in storage.list(FRAMES + "extra.png")  # the other orphans went
     assert report.ok
     assert f"{UPLOAD_IN_PROGRESS}: raw_frames/{STRAY_ID}/" in "\n".join(report.summary_lines())
     # A registered dataset whose id is claimed (a refused upload of it, say) keeps its orphans too.
@@ -219,7 +219,7 @@ def test_remove_orphans_skips_an_upload_in_progress(uploaded):
     with database.claim(ID):
         held = verify(database, storage, [ID], remove_orphans=True)
     assert held.datasets[0].skipped == UPLOAD_IN_PROGRESS and not held.ok
-    assert storage.exists(FRAMES + "extra2.png")
+    assert FRAMES + "extra2.png" in storage.list(FRAMES + "extra2.png")
 
 
 def test_remove_orphans_leaves_a_prefix_registered_meanwhile(uploaded, monkeypatch):
@@ -229,7 +229,7 @@ def test_remove_orphans_leaves_a_prefix_registered_meanwhile(uploaded, monkeypat
     storage.put(stray, b"just committed")
     monkeypatch.setattr(database, "existing_serials", lambda serials: set(serials))
     report = verify(database, storage, remove_orphans=True)
-    assert report.orphan_prefixes[0].skipped == REGISTERED_MEANWHILE and storage.exists(stray)
+    assert report.orphan_prefixes[0].skipped == REGISTERED_MEANWHILE and stray in storage.list(stray)
     assert report.ok
 
 
