@@ -86,16 +86,17 @@ class QueuedObjectWriter(ObjectWriter):
         Where the objects go.
     threads : int
         Puts run at once.
-    max_queued_bytes : int
-        Bytes of objects queued or being put, at most.
+    max_queued_bytes : int, optional
+        Bytes of objects queued or being put, at most; default QUEUED_PUT_BYTES.
     """
 
-    def __init__(self, storage: "DataStorage", threads: int, max_queued_bytes: int = QUEUED_PUT_BYTES):
+    def __init__(self, storage: "DataStorage", threads: int, max_queued_bytes: int | None = None):
         super().__init__(storage)
         threads = max(1, int(threads))
         self.pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="imaging_db-put")
         self.max_queued = 2 * threads
-        self.max_queued_bytes = max_queued_bytes
+        # Read when the writer is made, so that a test may shrink the module's budget.
+        self.max_queued_bytes = QUEUED_PUT_BYTES if max_queued_bytes is None else max_queued_bytes
         self.queued = 0
         self.queued_bytes = 0
         self.room = threading.Condition()

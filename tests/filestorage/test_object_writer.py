@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from imaging_db.errors import NotFoundError, StorageError
-from imaging_db.filestorage import DataStorage, StoredObject
+from imaging_db.filestorage import DataStorage, StoredObject, object_writer
 from imaging_db.filestorage.object_writer import QUEUED_PUT_BYTES, ObjectWriter, QueuedObjectWriter
 
 WAIT = 10  # seconds before a test that waits for a thread gives up
@@ -101,6 +101,13 @@ def test_the_storage_chooses_the_writer_by_its_parallel_requests():
         assert type(writer) is QueuedObjectWriter
         assert writer.pool._max_workers == 5 and writer.max_queued == 10
         assert writer.max_queued_bytes == QUEUED_PUT_BYTES == 48 * 2**20
+
+
+def test_the_byte_budget_is_read_when_the_writer_is_made(monkeypatch):
+    """So a test of a pipeline can shrink it for every writer a storage hands out."""
+    monkeypatch.setattr(object_writer, "QUEUED_PUT_BYTES", 1)
+    with MemoryStorage(parallel_requests=2).writer() as writer:
+        assert writer.max_queued_bytes == 1
 
 
 def test_every_object_is_stored_bit_exact_from_many_threads(memory):
