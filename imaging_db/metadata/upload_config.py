@@ -1,36 +1,39 @@
 """The upload config JSON: schema, defaults and command-line overrides."""
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
 
 from imaging_db.errors import InputError
-from imaging_db.metadata.filename_parsers import FILENAME_PARSERS
+from imaging_db.filestorage import storage_class, storage_names
+from imaging_db.images.splitters import AUTO_FORMAT, splitter_names
 from imaging_db.json_files import load_json_file
 from imaging_db.json_text import text_problem
+from imaging_db.metadata.filename_parsers import FILENAME_PARSERS
 
 UPLOAD_TYPES = ("frames", "file")
-FRAMES_FORMATS = ("ome_tiff", "tif_folder", "tif_id")
-STORAGE_KINDS = ("local", "s3")
 
-CONFIG_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "upload_type": {"enum": list(UPLOAD_TYPES)},
-        "format": {"enum": list(UPLOAD_TYPES)},
-        "frames_format": {"enum": list(FRAMES_FORMATS)},
-        "microscope": {"type": ["string", "null"]},
-        "filename_parser": {"enum": ["", None, *FILENAME_PARSERS]},
-        "meta_schema": {"type": ["string", "null"]},
-        "storage": {"enum": list(STORAGE_KINDS)},
-        "storage_access": {"type": ["string", "null"]},
-        "s3_endpoint_url": {"type": ["string", "null"]},
-        "nbr_workers": {"type": "integer", "minimum": 1},
-        "png_compression": {"type": ["integer", "null"], "minimum": 0, "maximum": 9},
-    },
-    "additionalProperties": False,
-}
+def config_schema() -> dict:
+    """The JSON Schema of an upload config; the format and storage names come from their registries."""
+    return {
+        "type": "object",
+        "properties": {
+            "upload_type": {"enum": list(UPLOAD_TYPES)},
+            "format": {"enum": list(UPLOAD_TYPES)},
+            "frames_format": {"enum": [*splitter_names(), AUTO_FORMAT, None]},
+            "microscope": {"type": ["string", "null"]},
+            "filename_parser": {"enum": ["", None, *FILENAME_PARSERS]},
+            "meta_schema": {"type": ["string", "null"]},
+            "storage": {"enum": storage_names()},
+            "storage_access": {"type": ["string", "null"]},
+            "s3_endpoint_url": {"type": ["string", "null"]},
+            "nbr_workers": {"type": "integer", "minimum": 1},
+            "png_compression": {"type": ["integer", "null"], "minimum": 0, "maximum": 9},
+        },
+        "additionalProperties": False,
+    }
 
 
 @dataclass
@@ -38,6 +41,7 @@ class UploadConfig:
     """Settings that apply to every dataset of one upload run."""
 
     upload_type: str = "frames"
+    # None or "auto": the splitter that can read each dataset's file is chosen.
     frames_format: str | None = None
     microscope: str | None = None
     filename_parser: str | None = None
@@ -61,10 +65,11 @@ def resolve_input_path(value: str, relative_to: Path | None) -> Path:
 def _schema_error_line(path: str, error: jsonschema.ValidationError) -> str:
     where = ".".join(str(p) for p in error.absolute_path)
     if error.validator == "additionalProperties":
-        unknown = sorted(set(error.instance) - set(CONFIG_SCHEMA["properties"]))
+        allowed = config_schema()["properties"]
+        unknown = sorted(set(error.instance) - set(allowed))
         return (
             f"config file {path!r}: unknown key(s) {unknown}; "
-            f"allowed keys are {sorted(CONFIG_SCHEMA['properties'])}"
+            f"allowed keys are {sorted(allowed)}"
         )
     return f"config file {path!r}: key {where!r}: {error.message}"
 
@@ -89,7 +94,7 @@ def parse_upload_config(data: dict, source: str = "<config>", base_dir: Path | N
     if not isinstance(data, dict):
         raise InputError(f"config file {source!r} must hold a JSON object")
     errors = sorted(
-        jsonschema.Draft7Validator(CONFIG_SCHEMA).iter_errors(data), key=lambda e: list(e.absolute_path)
+        jsonschema.Draft7Validator(config_schema()).iter_errors(data), key=lambda e: list(e.absolute_path)
     )
     if errors:
         raise InputError(_schema_error_line(source, errors[0]))
@@ -118,10 +123,6 @@ def parse_upload_config(data: dict, source: str = "<config>", base_dir: Path | N
     )
     if data.get("meta_schema"):
         config.meta_schema = resolve_input_path(data["meta_schema"], base_dir)
-    if config.upload_type == "frames" and config.frames_format is None:
-        raise InputError(
-            f"config file {source!r}: upload_type 'frames' needs frames_format, one of {list(FRAMES_FORMATS)}"
-        )
     return config
 
 
@@ -138,3 +139,21 @@ def load_upload_config(path: str | Path | None) -> UploadConfig:
     path = Path(path)
     data = load_json_file(path, "config")
     return parse_upload_config(data, str(path), path.parent)
+
+
+def apply_overrides(config: UploadConfig, *, storage: str | None = None, storage_access: str | None = None,
+                    s3_endpoint_url: str | None = None, nbr_workers: int | None = None) -> UploadConfig:
+    """Return ``config`` with the values given on the command line in place of its own.
+
+    Raises
+    ------
+    InputError
+        On an unknown storage or fewer than one worker.
+    """
+    if storage is not None:
+        storage_class(storage)  # an unknown name: the registry's error, which names the choices
+    if nbr_workers is not None and nbr_workers < 1:
+        raise InputError(f"nbr_workers must be at least 1, not {nbr_workers}")
+    given = {"storage": storage, "storage_access": storage_access, "s3_endpoint_url": s3_endpoint_url,
+             "nbr_workers": nbr_workers}
+    return dataclasses.replace(config, **{key: value for key, value in given.items() if value})

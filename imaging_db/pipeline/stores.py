@@ -1,12 +1,20 @@
-"""Open the database and the storage that a command works on, from its login file and storage settings."""
+"""Open the database and the storage that a command works on, from its login file and storage settings.
+
+Readers (download, verify) import this module: it imports nothing that only uploads need (the upload
+config pulls in the image readers), so that their start-up stays short.
+"""
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imaging_db.database.connection import load_login
 from imaging_db.database.db_ops import Database
 from imaging_db.defaults import DEFAULT_NBR_WORKERS
 from imaging_db.errors import InputError, NotFoundError
 from imaging_db.filestorage import DataStorage, make_storage
+
+if TYPE_CHECKING:
+    from imaging_db.metadata.upload_config import UploadConfig
 
 
 def worker_count(nbr_workers: int | None) -> int:
@@ -47,3 +55,20 @@ def open_for_reading(login: str | Path | None, storage: str, storage_access: str
     except NotFoundError as exc:
         raise NotFoundError(f"{missing}: {exc}") from None
     return database, data_storage, workers
+
+
+def open_for_upload(login: str | Path | None, config: "UploadConfig") -> tuple[Database, DataStorage, int]:
+    """The database, storage and worker count of an upload run (``config`` with its overrides applied).
+
+    The embedded SQLite database is created if it does not exist yet.
+
+    Raises
+    ------
+    InputError
+        On a bad login, storage or worker count.
+    """
+    workers = worker_count(config.nbr_workers)
+    url = load_login(login)
+    data_storage = make_storage(config.storage, config.storage_access, s3_endpoint_url=config.s3_endpoint_url,
+                                max_connections=2 * workers)
+    return Database(url), data_storage, workers

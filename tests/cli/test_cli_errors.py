@@ -188,7 +188,7 @@ def test_worker_error_reaches_the_user(tmp_path, local, capsys, monkeypatch):
     write_mm_ometiff(tmp_path / "acq", ["GFP"], 6, 1, 1, shape=SHAPE)
     config = config_file(tmp_path, local, upload_type="frames", frames_format="ome_tiff", nbr_workers=2)
     csv_path = write_csv(tmp_path, [{"dataset_id": ID, "file_name": str(tmp_path / "acq")}])
-    import imaging_db.pipeline.upload as upload_module
+    import imaging_db.pipeline.frame_store as frame_store
 
     def failing(real):
         def encode(pixels, *args):
@@ -198,8 +198,8 @@ def test_worker_error_reaches_the_user(tmp_path, local, capsys, monkeypatch):
         return encode
 
     # Fresh uploads encode through png_pieces; resumed ones (--override) need the whole PNG (encode_png).
-    monkeypatch.setattr(upload_module, "png_pieces", failing(upload_module.png_pieces))
-    monkeypatch.setattr(upload_module, "encode_png", failing(upload_module.encode_png))
+    monkeypatch.setattr(frame_store, "png_pieces", failing(frame_store.png_pieces))
+    monkeypatch.setattr(frame_store, "encode_png", failing(frame_store.encode_png))
     assert run_upload(csv_path, config, local) == 2
     err = capsys.readouterr().err
     assert "encoder exploded on slice 3" in err and "--verbose" in err and "Traceback" not in err

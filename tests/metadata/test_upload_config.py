@@ -77,13 +77,29 @@ def test_format_and_upload_type_conflict():
         parse_upload_config({"upload_type": "file", "format": "frames", "frames_format": "ome_tiff"}, "c.json")
 
 
-def test_frames_without_frames_format():
-    with pytest.raises(
-        InputError,
-        match=re.escape("config file 'c.json': upload_type 'frames' needs frames_format, one of "
-                        "['ome_tiff', 'tif_folder', 'tif_id']"),
-    ):
-        parse_upload_config({"upload_type": "frames"}, "c.json")
+@pytest.mark.parametrize("data", [{"upload_type": "frames"}, {"upload_type": "frames", "frames_format": "auto"},
+                                  {"upload_type": "frames", "frames_format": None}])
+def test_frames_format_may_be_left_to_the_splitters(data):
+    """Omitted, null or "auto": each dataset's splitter is chosen by what can read its file."""
+    assert parse_upload_config(data, "c.json").frames_format in (None, "auto")
+
+
+def test_frames_format_choices_come_from_the_splitter_registry(monkeypatch):
+    from imaging_db.images import splitters
+
+    with pytest.raises(InputError, match=r"'czi' is not one of \['ome_tiff', 'tif_folder', 'tif_id', 'auto', None\]"):
+        parse_upload_config({"frames_format": "czi"}, "c.json")
+    monkeypatch.setitem(splitters.SPLITTERS, "czi", splitters.SPLITTERS["tif_id"])
+    assert parse_upload_config({"frames_format": "czi"}, "c.json").frames_format == "czi"
+
+
+def test_storage_choices_come_from_the_storage_registry(monkeypatch):
+    from imaging_db import filestorage
+
+    with pytest.raises(InputError, match=r"'memory' is not one of \['local', 's3'\]"):
+        parse_upload_config({"upload_type": "file", "storage": "memory"}, "c.json")
+    monkeypatch.setitem(filestorage.STORAGES, "memory", filestorage.STORAGES["local"])
+    assert parse_upload_config({"upload_type": "file", "storage": "memory"}, "c.json").storage == "memory"
 
 
 def test_unknown_keys_are_listed():
@@ -130,8 +146,8 @@ def test_load_config_file(tmp_path):
 
 
 def test_errors_name_the_config_file(tmp_path):
-    path = _write_config(tmp_path, {"upload_type": "frames"})
-    with pytest.raises(InputError, match=rf"^config file {re.escape(repr(str(path)))}: upload_type 'frames' needs"):
+    path = _write_config(tmp_path, {"upload_type": "frames", "frames_format": "czi"})
+    with pytest.raises(InputError, match=rf"^config file {re.escape(repr(str(path)))}: key 'frames_format': 'czi' "):
         load_upload_config(path)
 
 

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from imaging_db.database.db_ops import Database
 from imaging_db.errors import StorageError
 from imaging_db.example_data import frame_pixels, write_mm_ometiff
-from imaging_db.filestorage import make_storage
+from imaging_db.filestorage import DataStorage, make_storage
 from imaging_db.images.png import decode_png
 from imaging_db.metadata.upload_config import UploadConfig
 from imaging_db.metadata.upload_csv import read_upload_csv
@@ -151,6 +151,8 @@ def _interrupted_upload(tmp_path, db_url, storage, serial: str, source: Path, st
     lock = threading.Lock()
 
     class FailingAfter:
+        writer = DataStorage.writer  # stores through this wrapper's put, not the wrapped storage's
+
         def __init__(self, inner):
             self.inner, self.puts = inner, 0
 

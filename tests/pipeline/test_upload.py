@@ -4,12 +4,11 @@ import json
 import threading
 import time
 
-import numpy as np
 import pytest
-import tifffile
 
 from imaging_db.errors import DatabaseError, InputError, StorageError
 from imaging_db.example_data import frame_pixels, write_mm_ometiff, write_tif_folder
+from imaging_db.filestorage import DataStorage
 from imaging_db.pipeline.upload import DatasetResult, upload_from_csv
 from tests.cli.test_end_to_end import ID, ID2, SHAPE, check_downloaded, query, write_csv
 
@@ -194,6 +193,8 @@ class SlowRemoteStorage:
     """A local folder that answers like a remote store: each put waits, many may run at once."""
 
     parallel_requests = 8
+    # The wrapper's own put must be the one the writer calls, not the wrapped folder's.
+    writer = DataStorage.writer
 
     def __init__(self, root, fail_key=None):
         from imaging_db.filestorage.local_storage import LocalStorage
@@ -270,9 +271,9 @@ def test_parent_must_come_before_its_child_in_the_csv(tmp_path, setup, login_fil
 
 def test_queued_puts_are_bounded_by_bytes(tmp_path, database, monkeypatch):
     """However many I/O threads, encoded frames waiting for a put never exceed the byte budget."""
-    from imaging_db.pipeline import upload as upload_module
+    from imaging_db.filestorage import object_writer
 
-    monkeypatch.setattr(upload_module, "_QUEUED_PUT_BYTES", 1)  # smaller than any frame: one at a time
+    monkeypatch.setattr(object_writer, "QUEUED_PUT_BYTES", 1)  # smaller than any frame: one at a time
     storage = SlowRemoteStorage(tmp_path / "store")
     result = _upload_with(storage, tmp_path, database, nbr_workers=2)
     assert result.ok and result.nbr_frames == 24
