@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from imaging_db.example_data import mm_frame_metadata, write_mm_ometiff  # noqa: E402
 from imaging_db.images.png import decode_png, encode_png  # noqa: E402
-from imaging_db.pipeline.allocator import reuse_freed_buffers  # noqa: E402
+from imaging_db.process import reuse_freed_buffers  # noqa: E402
 
 DATASET = "BM-2018-11-07-09-35-54-0001"
 

@@ -1,20 +1,20 @@
-"""What both CLIs share: logging set-up and turning errors into one line and an exit code."""
+"""What every command shares: its entry (:func:`console_script`), its common arguments, logging with
+credentials masked, and turning errors into one line and an exit code."""
 
 import argparse
-import gc
+import importlib
 import json
 import logging
 import os
 import re
 import sys
 import traceback
-from typing import Callable
+from typing import Callable, Sequence
+from urllib.parse import quote, quote_plus
 
+from imaging_db import process
 from imaging_db.errors import ImagingDBError
-
-# Set before numpy is imported: imaging_db does no linear algebra, and OpenBLAS's
-# idle threads otherwise spin on the cores that encode frames.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+from imaging_db.filestorage import storage_names
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -36,12 +36,71 @@ _SECRET_PATTERNS = (
 _MIN_SECRET_LENGTH = 4
 
 
+def console_script(prog: str, build_parser: Callable[[], argparse.ArgumentParser],
+                   body: Callable[[argparse.Namespace], int], imports: Sequence[str] = (),
+                   on_interrupt: str = "") -> Callable[[list[str] | None], int]:
+    """Return the ``main(argv)`` of a console script: every command enters through it.
+
+    ``main`` sets up the process (:func:`imaging_db.process.prepare`), parses
+    the arguments, sets up logging with credentials masked, imports the
+    modules ``body`` needs (``imports``, with the collector paused), then runs
+    ``body(args)`` and turns any error into one line on stderr and an exit code.
+
+    Parameters
+    ----------
+    prog : str
+        The command's name, which starts its error lines.
+    build_parser : callable
+        Returns the command's argument parser (see :func:`add_common_arguments`).
+    body : callable
+        Does the work and returns the exit code.
+    imports : sequence of str
+        The library modules ``body`` uses, loaded after the arguments are parsed.
+    on_interrupt : str
+        Added to the line printed on Ctrl-C (what the user can do next).
+    """
+
+    def main(argv: list[str] | None = None) -> int:
+        process.prepare()
+        try:
+            args = build_parser().parse_args(argv)
+
+            def load_and_run(args: argparse.Namespace) -> int:
+                for name in imports:
+                    importlib.import_module(name)
+                process.imports_done()
+                return body(args)
+
+            return run(load_and_run, args, prog, on_interrupt)
+        finally:
+            process.finished()
+
+    main.__doc__ = f"Entry point of the ``{prog}`` console script."
+    return main
+
+
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--verbose`` and ``--no-progress``."""
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log details, and show a traceback on error")
     parser.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                         help="hide progress bars (shown by default on a terminal)")
+
+
+def add_store_arguments(parser: argparse.ArgumentParser, storage_default: str | None = "local",
+                        from_config: bool = False) -> None:
+    """Add the arguments every command has to reach its data: ``--login``, the storage flags, ``--nbr_workers``.
+
+    ``from_config``: the upload config gives the defaults, and the flags override it.
+    """
+    fallback = "config, else " if from_config else ""
+    parser.add_argument("--login", help="database login JSON (default: embedded SQLite in $IMAGING_DB_HOME)")
+    parser.add_argument("--storage", choices=storage_names(), default=storage_default,
+                        help=f"storage backend (default: {fallback}local)")
+    parser.add_argument("--storage_access", help=f"local folder or S3 bucket (default: {fallback}"
+                        "$IMAGING_DB_HOME/storage)")
+    parser.add_argument("--s3_endpoint_url", help=f"S3 endpoint (default: {fallback}$AWS_ENDPOINT_URL, else AWS)")
+    parser.add_argument("--nbr_workers", type=positive_int, help=f"worker threads (default: {fallback}CPU count)")
 
 
 def positive_int(text: str) -> int:
@@ -53,32 +112,6 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
-
-
-def imports_done() -> None:
-    """Called by a CLI once its heavy imports are done (see ``run``).
-
-    The modules' objects live as long as the process: freezing them keeps the
-    cyclic garbage collector from walking them again at every collection.
-    """
-    gc.freeze()
-    gc.enable()
-
-
-def run(main: Callable[[argparse.Namespace], int], args: argparse.Namespace, prog: str,
-        on_interrupt: str = "") -> int:
-    """Run ``main(args)``; print any error as one line on stderr and return the exit code.
-
-    ``on_interrupt`` is added to the line printed on Ctrl-C (what the user can do next).
-    The cyclic garbage collector is off until ``main`` calls ``imports_done``:
-    importing SQLAlchemy and numpy otherwise triggers collections that cost
-    about a tenth of the start-up.
-    """
-    gc.disable()
-    try:
-        return _run(main, args, prog, on_interrupt)
-    finally:
-        gc.enable()
 
 
 class SecretScrubber(logging.Filter):
@@ -137,13 +170,16 @@ def known_secrets(args: argparse.Namespace) -> list[str]:
         if password not in (None, ""):
             password = str(password)
             # Also as it appears percent-encoded in a URL.
-            from urllib.parse import quote, quote_plus
-
             secrets += [password, quote(password, safe=""), quote_plus(password)]
     return secrets
 
 
-def _run(main: Callable[[argparse.Namespace], int], args: argparse.Namespace, prog: str, on_interrupt: str) -> int:
+def run(main: Callable[[argparse.Namespace], int], args: argparse.Namespace, prog: str,
+        on_interrupt: str = "") -> int:
+    """Run ``main(args)`` with logging set up and credentials masked; print any error as one line on stderr.
+
+    Returns the exit code: ``main``'s, or EXIT_FAILED, EXIT_UNEXPECTED, EXIT_INTERRUPTED.
+    """
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -177,5 +213,5 @@ def _run(main: Callable[[argparse.Namespace], int], args: argparse.Namespace, pr
             handler.removeFilter(scrubber)
 
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "SecretScrubber", "add_common_arguments", "imports_done", "known_secrets",
-           "positive_int", "run"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "SecretScrubber", "add_common_arguments", "add_store_arguments",
+           "console_script", "known_secrets", "positive_int", "run"]

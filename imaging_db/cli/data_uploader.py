@@ -8,39 +8,36 @@ if __package__ in (None, ""):  # run as `python imaging_db/cli/data_uploader.py`
 
     sys.path[0] = str(Path(__file__).resolve().parents[2])
 
-from imaging_db.cli.cli_common import EXIT_FAILED, EXIT_OK, add_common_arguments, imports_done, positive_int, run
-from imaging_db.pipeline.allocator import reuse_freed_buffers
+from imaging_db.cli.cli_common import (EXIT_FAILED, EXIT_OK, add_common_arguments, add_store_arguments,
+                                       console_script)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="data_uploader",
         description="Split image stacks into 2D PNG frames (or store files as is) and register them.",
     )
     parser.add_argument("--csv", required=True, help="CSV with columns dataset_id, file_name "
                         "[, description, parent_dataset_id, positions, meta_schema]")
-    parser.add_argument("--login", help="database login JSON (default: embedded SQLite in $IMAGING_DB_HOME)")
     parser.add_argument("--config", required=True, help="upload config JSON (upload_type, frames_format, ...)")
     parser.add_argument("--override", action="store_true",
                         help="resume an interrupted upload: keep frames already stored with the same content")
-    parser.add_argument("--storage", choices=("local", "s3"), help="storage backend (default: config, else local)")
-    parser.add_argument("--storage_access", help="local folder or S3 bucket (default: config, else "
-                        "$IMAGING_DB_HOME/storage)")
-    parser.add_argument("--nbr_workers", type=positive_int, help="worker threads (default: config, else CPU count)")
+    add_store_arguments(parser, storage_default=None, from_config=True)
     add_common_arguments(parser)
-    return parser.parse_args(argv)
+    return parser
 
 
-def _main(args: argparse.Namespace) -> int:
+def upload(args: argparse.Namespace) -> int:
+    """Upload the CSV's datasets; print one line per dataset."""
     from imaging_db.pipeline.upload import upload_from_csv
 
-    imports_done()
     results = upload_from_csv(
         args.csv,
         login=args.login,
         config=args.config,
         storage=args.storage,
         storage_access=args.storage_access,
+        s3_endpoint_url=args.s3_endpoint_url,
         nbr_workers=args.nbr_workers,
         override=args.override,
         progress=args.progress,
@@ -54,12 +51,9 @@ def _main(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``data_uploader`` console script."""
-    args = parse_args(argv)
-    reuse_freed_buffers()
-    return run(_main, args, "data_uploader",
-               on_interrupt="; nothing of the interrupted dataset was registered: rerun with --override to resume it")
+main = console_script(
+    "data_uploader", build_parser, upload, imports=["imaging_db.pipeline.upload"],
+    on_interrupt="; nothing of the interrupted dataset was registered: rerun with --override to resume it")
 
 
 if __name__ == "__main__":

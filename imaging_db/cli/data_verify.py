@@ -9,10 +9,10 @@ if __package__ in (None, ""):  # run as `python imaging_db/cli/data_verify.py`
 
     sys.path[0] = str(Path(__file__).resolve().parents[2])
 
-from imaging_db.cli.cli_common import EXIT_FAILED, EXIT_OK, add_common_arguments, imports_done, positive_int, run
+from imaging_db.cli.cli_common import EXIT_FAILED, EXIT_OK, add_common_arguments, add_store_arguments, console_script
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="data_verify",
         description="Check that every stored object of one or all datasets is there and matches its sha256, "
@@ -23,23 +23,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                        help="dataset ids, e.g. ML-2018-11-07-09-35-54-0010")
     which.add_argument("--all", action="store_true",
                        help="every registered dataset, and the prefixes of no registered dataset")
-    parser.add_argument("--login", help="database login JSON (default: embedded SQLite in $IMAGING_DB_HOME)")
-    parser.add_argument("--storage", choices=("local", "s3"), default="local", help="storage backend (default: local)")
-    parser.add_argument("--storage_access", help="local folder or S3 bucket (default: $IMAGING_DB_HOME/storage)")
-    parser.add_argument("--s3_endpoint_url", help="S3 endpoint (default: $AWS_ENDPOINT_URL, else AWS)")
-    parser.add_argument("--nbr_workers", type=positive_int, help="worker threads (default: CPU count)")
+    add_store_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the summary")
     parser.add_argument("--remove-orphans", "--remove_orphans", dest="remove_orphans", action="store_true",
                         help="remove orphaned objects and unfinished writes that no committed dataset owns "
                              "(never those of an upload in progress)")
     add_common_arguments(parser)
-    return parser.parse_args(argv)
+    return parser
 
 
-def _main(args: argparse.Namespace) -> int:
+def verify(args: argparse.Namespace) -> int:
+    """Verify the datasets; print the report; exit 1 if anything is wrong."""
     from imaging_db.pipeline.verify import verify_datasets
 
-    imports_done()
     report = verify_datasets(
         None if args.all else args.dataset_ids,
         login=args.login,
@@ -57,10 +53,7 @@ def _main(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``data_verify`` console script."""
-    args = parse_args(argv)
-    return run(_main, args, "data_verify")
+main = console_script("data_verify", build_parser, verify, imports=["imaging_db.pipeline.verify"])
 
 
 if __name__ == "__main__":

@@ -19,17 +19,30 @@ def gc_back_on():
     gc.enable()
 
 
+def _parser():
+    parser = argparse.ArgumentParser(prog="prog")
+    cli_common.add_common_arguments(parser)
+    return parser
+
+
 def test_collector_is_off_until_imports_are_done():
+    """The library loads with the cyclic collector paused; the command runs with it on and the modules frozen."""
     seen = []
 
-    def main(args):
-        seen.append(gc.isenabled())
-        cli_common.imports_done()
-        seen.append(gc.isenabled())
+    def build_parser():
+        seen.append(("parse", gc.isenabled()))
+        return _parser()
+
+    def body(args):
+        seen.append(("body", gc.isenabled(), gc.get_freeze_count() > 0))
         return cli_common.EXIT_OK
 
-    assert cli_common.run(main, _args(), "prog") == cli_common.EXIT_OK
-    assert seen == [False, True]
+    main = cli_common.console_script("prog", build_parser, body, imports=["json"])
+    try:
+        assert main([]) == cli_common.EXIT_OK
+    finally:
+        gc.unfreeze()
+    assert seen == [("parse", False), ("body", True, True)]
     assert gc.isenabled()
 
 
@@ -37,12 +50,29 @@ def test_collector_is_off_until_imports_are_done():
                                          (RuntimeError("boom"), cli_common.EXIT_UNEXPECTED),
                                          (KeyboardInterrupt(), cli_common.EXIT_INTERRUPTED)])
 def test_collector_is_back_on_after_an_early_error(error, code, capsys):
-    def main(args):
+    def body(args):
         raise error
 
-    assert cli_common.run(main, _args(), "prog") == code
+    assert cli_common.console_script("prog", _parser, body, imports=["no_such_module_here"] if code == 2 else [])([]) \
+        == code
     assert gc.isenabled()
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_collector_is_back_on_after_bad_arguments(capsys):
+    main = cli_common.console_script("prog", _parser, lambda args: 0)
+    with pytest.raises(SystemExit):
+        main(["--no-such-flag"])
+    assert gc.isenabled()
+    assert "unrecognized arguments: --no-such-flag" in capsys.readouterr().err
+
+
+def test_every_command_enters_through_console_script():
+    """A command that built its own main would miss the process set-up: each main is console_script's."""
+    from imaging_db.cli import data_downloader, data_uploader, data_verify
+
+    for module in (data_uploader, data_downloader, data_verify):
+        assert module.main.__qualname__ == "console_script.<locals>.main", module.__name__
 
 
 @pytest.mark.parametrize("preset, expected", [(None, "1"), ("4", "4")])
@@ -55,7 +85,8 @@ def test_openblas_threads_limited_before_numpy_loads(preset, expected):
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
     if preset:
         env["OPENBLAS_NUM_THREADS"] = preset
-    code = ("import sys, os, imaging_db.cli.data_uploader; assert 'numpy' not in sys.modules; "
-            "print(os.environ['OPENBLAS_NUM_THREADS'])")
+    code = ("import sys, os\nfrom imaging_db.cli import data_uploader\nassert 'numpy' not in sys.modules\n"
+            "assert data_uploader.main(['--csv', 'no.csv', '--config', 'no.json']) == 1\n"
+            "assert 'numpy' in sys.modules\nprint(os.environ['OPENBLAS_NUM_THREADS'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == expected
