@@ -103,6 +103,12 @@ def add_store_arguments(parser: argparse.ArgumentParser, storage_default: str | 
     parser.add_argument("--nbr_workers", type=positive_int, help=f"worker threads (default: {fallback}CPU count)")
 
 
+def store_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments that :func:`add_store_arguments` and ``--no-progress`` give the library's entry points."""
+    return {"login": args.login, "storage": args.storage, "storage_access": args.storage_access,
+            "s3_endpoint_url": args.s3_endpoint_url, "nbr_workers": args.nbr_workers, "progress": args.progress}
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer of at least 1."""
     try:
@@ -214,4 +220,4 @@ def run(main: Callable[[argparse.Namespace], int], args: argparse.Namespace, pro
 
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "SecretScrubber", "add_common_arguments", "add_store_arguments",
-           "console_script", "known_secrets", "positive_int", "run"]
+           "console_script", "known_secrets", "positive_int", "run", "store_options"]

@@ -8,7 +8,7 @@ if __package__ in (None, ""):  # run as `python imaging_db/cli/data_downloader.p
 
     sys.path[0] = str(Path(__file__).resolve().parents[2])
 
-from imaging_db.cli.cli_common import EXIT_OK, add_common_arguments, add_store_arguments, console_script
+from imaging_db.cli.cli_common import EXIT_OK, add_common_arguments, add_store_arguments, console_script, store_options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,19 +37,8 @@ def download(args: argparse.Namespace) -> int:
 
     selection = FrameSelection(channels=args.channels, slices=args.slices, times=args.times,
                                positions=args.positions)
-    result = download_dataset(
-        args.dataset_id,
-        args.dest,
-        login=args.login,
-        selection=selection,
-        metadata=args.metadata,
-        download=args.download,
-        storage=args.storage,
-        storage_access=args.storage_access,
-        s3_endpoint_url=args.s3_endpoint_url,
-        nbr_workers=args.nbr_workers,
-        progress=args.progress,
-    )
+    result = download_dataset(args.dataset_id, args.dest, selection=selection, metadata=args.metadata,
+                              download=args.download, **store_options(args))
     print(result.summary())
     return EXIT_OK
 

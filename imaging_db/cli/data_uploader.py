@@ -9,7 +9,7 @@ if __package__ in (None, ""):  # run as `python imaging_db/cli/data_uploader.py`
     sys.path[0] = str(Path(__file__).resolve().parents[2])
 
 from imaging_db.cli.cli_common import (EXIT_FAILED, EXIT_OK, add_common_arguments, add_store_arguments,
-                                       console_script)
+                                       console_script, store_options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,17 +31,7 @@ def upload(args: argparse.Namespace) -> int:
     """Upload the CSV's datasets; print one line per dataset."""
     from imaging_db.pipeline.upload import upload_from_csv
 
-    results = upload_from_csv(
-        args.csv,
-        login=args.login,
-        config=args.config,
-        storage=args.storage,
-        storage_access=args.storage_access,
-        s3_endpoint_url=args.s3_endpoint_url,
-        nbr_workers=args.nbr_workers,
-        override=args.override,
-        progress=args.progress,
-    )
+    results = upload_from_csv(args.csv, config=args.config, override=args.override, **store_options(args))
     for result in results:
         print(result.summary(), file=sys.stdout if result.ok else sys.stderr)
     failed = sum(not r.ok for r in results)

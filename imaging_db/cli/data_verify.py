@@ -9,7 +9,8 @@ if __package__ in (None, ""):  # run as `python imaging_db/cli/data_verify.py`
 
     sys.path[0] = str(Path(__file__).resolve().parents[2])
 
-from imaging_db.cli.cli_common import EXIT_FAILED, EXIT_OK, add_common_arguments, add_store_arguments, console_script
+from imaging_db.cli.cli_common import (EXIT_FAILED, EXIT_OK, add_common_arguments, add_store_arguments, console_script,
+                                       store_options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,16 +37,8 @@ def verify(args: argparse.Namespace) -> int:
     """Verify the datasets; print the report; exit 1 if anything is wrong."""
     from imaging_db.pipeline.verify import verify_datasets
 
-    report = verify_datasets(
-        None if args.all else args.dataset_ids,
-        login=args.login,
-        storage=args.storage,
-        storage_access=args.storage_access,
-        s3_endpoint_url=args.s3_endpoint_url,
-        nbr_workers=args.nbr_workers,
-        remove_orphans=args.remove_orphans,
-        progress=args.progress,
-    )
+    report = verify_datasets(None if args.all else args.dataset_ids, remove_orphans=args.remove_orphans,
+                             **store_options(args))
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

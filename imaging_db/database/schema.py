@@ -40,12 +40,20 @@ data_set = sa.Table(
     sa.Column("parent_id", sa.Integer, sa.ForeignKey("data_set.id"), index=True),
 )
 
+
+def _global_columns() -> list[sa.Column]:
+    """The columns a dataset's frames_global or file_global row starts with: its own id, its data_set, its prefix."""
+    return [
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("data_set_id", sa.Integer, sa.ForeignKey("data_set.id"), nullable=False, unique=True),
+        sa.Column("storage_dir", sa.Text, nullable=False),
+    ]
+
+
 frames_global = sa.Table(
     "frames_global",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("data_set_id", sa.Integer, sa.ForeignKey("data_set.id"), nullable=False, unique=True),
-    sa.Column("storage_dir", sa.Text, nullable=False),
+    *_global_columns(),
     sa.Column("nbr_frames", sa.Integer, nullable=False),
     sa.Column("im_width", sa.Integer, nullable=False),
     sa.Column("im_height", sa.Integer, nullable=False),
@@ -80,9 +88,7 @@ frames = sa.Table(
 file_global = sa.Table(
     "file_global",
     metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("data_set_id", sa.Integer, sa.ForeignKey("data_set.id"), nullable=False, unique=True),
-    sa.Column("storage_dir", sa.Text, nullable=False),
+    *_global_columns(),
     sa.Column("file_name", sa.Text, nullable=False),
     sa.Column("metadata_json", JSONMetadata),
     sa.Column("sha256", sa.String(64), nullable=False),

@@ -22,25 +22,19 @@ class DatasetId:
     ----------
     serial : str
         The full identifier, e.g. ``ML-2018-11-07-09-35-54-0010``.
-    project_id : str
-        The leading letters, e.g. ``ML``.
     date_time : datetime.datetime
         The acquisition date and time encoded in the identifier.
-    number : int
-        The trailing four-digit serial number.
     """
 
     serial: str
-    project_id: str
     date_time: datetime.datetime
-    number: int
 
     def __str__(self) -> str:
         return self.serial
 
 
 def parse_dataset_id(text: str) -> DatasetId:
-    """Validate a dataset identifier and split it into its parts.
+    """Validate a dataset identifier and read its date-time.
 
     Parameters
     ----------
@@ -74,9 +68,4 @@ def parse_dataset_id(text: str) -> DatasetId:
         )
     except ValueError as exc:
         raise InputError(f"invalid dataset id {text!r}: date-time does not exist ({exc})") from None
-    return DatasetId(
-        serial=text,
-        project_id=match["project"],
-        date_time=date_time,
-        number=int(match["serial"]),
-    )
+    return DatasetId(serial=text, date_time=date_time)

@@ -8,14 +8,10 @@ from imaging_db.errors import InputError
 from imaging_db.metadata.dataset_id import DatasetId, parse_dataset_id
 
 
-def test_valid_id_is_split_into_parts():
+def test_valid_id_gives_its_date_time():
     dataset_id = parse_dataset_id("ML-2018-11-07-09-35-54-0010")
-    assert dataset_id == DatasetId(
-        serial="ML-2018-11-07-09-35-54-0010",
-        project_id="ML",
-        date_time=datetime.datetime(2018, 11, 7, 9, 35, 54),
-        number=10,
-    )
+    assert dataset_id == DatasetId(serial="ML-2018-11-07-09-35-54-0010",
+                                   date_time=datetime.datetime(2018, 11, 7, 9, 35, 54))
     assert str(dataset_id) == "ML-2018-11-07-09-35-54-0010"
 
 
@@ -25,7 +21,7 @@ def test_surrounding_whitespace_is_ignored():
 
 def test_project_may_be_any_letters():
     # The contract says "a project id (letters)": case is not restricted.
-    assert parse_dataset_id("abcXYZ-2018-11-07-09-35-54-0001").project_id == "abcXYZ"
+    assert parse_dataset_id("abcXYZ-2018-11-07-09-35-54-0001").serial == "abcXYZ-2018-11-07-09-35-54-0001"
 
 
 @pytest.mark.parametrize(
@@ -79,6 +75,6 @@ def test_error_is_also_a_value_error():
 def test_id_of_64_characters_is_the_longest():
     """data_set.dataset_serial is VARCHAR(64): PostgreSQL would refuse a longer id only at the commit."""
     longest = "M" * 39 + "-2018-11-07-09-35-54-0010"
-    assert len(longest) == 64 and parse_dataset_id(longest).project_id == "M" * 39
+    assert len(longest) == 64 and parse_dataset_id(longest).serial == longest
     with pytest.raises(InputError, match=r"invalid dataset id 'M{40}-2018-11-07-09-35-54-0010': longer than 64"):
         parse_dataset_id("M" + longest)
