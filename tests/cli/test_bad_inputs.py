@@ -422,8 +422,11 @@ CASES = [
     ("config-unknown-key", bad_config({**GOOD_CONFIG, "frames_fromat": "x"}), r"unknown key\(s\) \['frames_fromat'\]"),
     ("config-unknown-frames-format", bad_config({"upload_type": "frames", "frames_format": "czi"}),
      r"key 'frames_format': 'czi' is not one of"),
-    ("config-frames-without-frames-format", bad_config({"upload_type": "frames"}),
-     r"upload_type 'frames' needs frames_format"),
+    ("config-frames-format-left-to-a-file-no-splitter-reads",
+     bad_row(lambda env: {"dataset_id": ID2, "file_name": str(_plain_file(env, "notes.txt"))},
+             config={"upload_type": "frames"}),
+     rf"dataset {ID2}: .*notes.txt: no frames_format can read it; choose one of \['ome_tiff', 'tif_folder', "
+     r"'tif_id'\]"),
     ("config-unknown-upload-type", bad_config({"upload_type": "movie"}), r"'movie' is not one of"),
     ("config-upload-type-and-format-disagree", bad_config({**GOOD_CONFIG, "format": "file"}),
      r"upload_type 'frames' and format 'file' disagree"),
