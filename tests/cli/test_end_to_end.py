@@ -280,3 +280,24 @@ def test_corrupt_object_fails_download(tmp_path, db_url, login_file, storage_spe
     assert "im_c000_z001_t000_p000.png" in err and "corrupt" in err and ID in err
     assert not (tmp_path / "dl" / ID).exists()
     assert [p.name for p in (tmp_path / "dl").iterdir()] == []
+
+
+def test_uploader_storage_flags_override_the_config(tmp_path, moto_endpoint, s3_bucket, monkeypatch):
+    """The three commands take the same storage flags: the config names a local folder, the flags an S3 bucket."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    login = tmp_path / "login.json"
+    login.write_text(json.dumps({"drivername": "sqlite", "dbname": str(tmp_path / "db.sqlite")}))
+    write_mm_ometiff(tmp_path / "acq", ["GFP"], 2, 1, 1, shape=SHAPE)
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"upload_type": "frames", "storage": "local",
+                                  "storage_access": str(tmp_path / "never_used")}))
+    csv_path = write_csv(tmp_path, [{"dataset_id": ID, "file_name": str(tmp_path / "acq")}])
+    s3 = {"storage": "s3", "storage_access": s3_bucket, "s3_endpoint_url": moto_endpoint}
+    assert upload(csv_path, config, login, "--storage", "s3", "--storage_access", s3_bucket,
+                  "--s3_endpoint_url", moto_endpoint) == 0
+    assert not (tmp_path / "never_used").exists()
+    assert sorted(make_storage("s3", s3_bucket, s3_endpoint_url=moto_endpoint).list(f"raw_frames/{ID}/")) == [f"raw_frames/{ID}/im_c000_z{z:03d}_t000_p000.png" for z in range(2)]
+    assert download(ID, tmp_path / "dl", login, s3) == 0
+    for z in range(2):
+        got = decode_png((tmp_path / "dl" / ID / f"im_c000_z{z:03d}_t000_p000.png").read_bytes())
+        assert np.array_equal(got, frame_pixels(0, z, 0, 0, SHAPE))

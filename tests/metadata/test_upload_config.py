@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from imaging_db.errors import InputError
-from imaging_db.metadata.upload_config import UploadConfig, load_upload_config, parse_upload_config
+from imaging_db.metadata.upload_config import UploadConfig, apply_overrides, load_upload_config, parse_upload_config
 
 
 def _write_config(folder: Path, data, name="config.json") -> Path:
@@ -211,3 +211,22 @@ def test_png_compression_is_unset_by_default():
 def test_text_values_every_database_stores(value, problem):
     with pytest.raises(InputError, match=rf"^config file '<config>': microscope .* {problem}"):
         parse_upload_config({"upload_type": "file", "microscope": value})
+
+
+def test_command_line_overrides_replace_the_config_values():
+    config = parse_upload_config({"upload_type": "file", "storage": "local", "storage_access": "/data/store",
+                                  "nbr_workers": 2})
+    changed = apply_overrides(config, storage="s3", storage_access="bucket", s3_endpoint_url="http://127.0.0.1:9",
+                              nbr_workers=8)
+    assert (changed.storage, changed.storage_access, changed.s3_endpoint_url, changed.nbr_workers) == (
+        "s3", "bucket", "http://127.0.0.1:9", 8)
+    assert apply_overrides(config) == config and config.storage_access == "/data/store"  # not given: kept
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"storage": "ftp"}, "unknown storage 'ftp'; use 'local' or 's3'"),
+    ({"nbr_workers": 0}, "nbr_workers must be at least 1, not 0"),
+])
+def test_bad_command_line_overrides(overrides, message):
+    with pytest.raises(InputError, match=f"^{re.escape(message)}$"):
+        apply_overrides(parse_upload_config({"upload_type": "file"}), **overrides)
