@@ -266,16 +266,17 @@ class Downloader:
         return written
 
     def _write_frames(self, info: DatasetInfo, rows: list[FrameRow], folder: Path) -> int:
-        total = 0
-        for row, data in read_frames(self.storage, info, rows, self.nbr_workers, self.progress):
+        def write(row: FrameRow, data: bytes) -> int:  # on the reader's worker threads
             path = folder / row.file_name
             try:
                 path.write_bytes(data)
             except OSError as exc:
                 raise StorageError(f"dataset {info.serial}: cannot write {str(path)!r}: {exc.strerror or exc}") from None
             fault_point("download.frame_written")
-            total += len(data)
-        return total
+            return len(data)
+
+        return sum(size for _, size in read_frames(self.storage, info, rows, self.nbr_workers, self.progress,
+                                                    then=write))
 
     def _fetch_file(self, info: DatasetInfo, folder: Path) -> int:
         key = checked_key(info.serial, info.storage_dir, info.file_name, "file name")

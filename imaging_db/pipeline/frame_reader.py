@@ -9,7 +9,7 @@ exports build on it too, so every reader checks what it reads the same way.
 import collections
 import concurrent.futures
 import hashlib
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence, TypeVar
 
 from imaging_db.database.records import DatasetInfo, FrameRow
 from imaging_db.errors import InputError, IntegrityError
@@ -17,6 +17,7 @@ from imaging_db.filestorage import DataStorage
 from imaging_db.filestorage.data_storage import check_key
 from imaging_db.pipeline.progress import progress_bar
 
+T = TypeVar("T")
 # Names longer than this cannot be files on the usual file systems.
 _MAX_NAME_BYTES = 255
 
@@ -64,13 +65,28 @@ def verified(storage: DataStorage, serial: str, key: str, name: str, sha256: str
     return data
 
 
+def _fetch(storage: DataStorage, serial: str, key: str, row: FrameRow,
+           then: Callable[[FrameRow, bytes], T] | None) -> bytes | T:
+    data = verified(storage, serial, key, row.file_name, row.sha256)
+    return data if then is None else then(row, data)
+
+
 def read_frames(storage: DataStorage, dataset: DatasetInfo, rows: Sequence[FrameRow], nbr_workers: int = 1,
-                progress: bool | None = False) -> Iterator[tuple[FrameRow, bytes]]:
+                progress: bool | None = False,
+                then: Callable[[FrameRow, bytes], T] | None = None) -> Iterator[tuple[FrameRow, bytes | T]]:
     """Yield ``(row, png bytes)`` for each of a frames dataset's ``rows``, in order, each verified.
 
     Objects are fetched and hashed on a thread pool: ``nbr_workers`` threads,
     or as many requests as a remote storage is worth keeping in flight. At
     most twice that many objects are held at once, whatever the dataset's size.
+
+    Parameters
+    ----------
+    then : callable, optional
+        ``then(row, png bytes)`` is run on the worker thread once an object is
+        verified, and its result is yielded instead of the bytes: the work a
+        consumer does per frame (write it to a file, decode it) runs in
+        parallel, and the bytes are freed there.
 
     Raises
     ------
@@ -86,8 +102,7 @@ def read_frames(storage: DataStorage, dataset: DatasetInfo, rows: Sequence[Frame
         in_flight: collections.deque = collections.deque()
         try:
             for row, key in zip(rows, keys):
-                in_flight.append((row, pool.submit(verified, storage, dataset.serial, key, row.file_name,
-                                                   row.sha256)))
+                in_flight.append((row, pool.submit(_fetch, storage, dataset.serial, key, row, then)))
                 while len(in_flight) >= 2 * threads:
                     row_done, future = in_flight.popleft()
                     yield row_done, future.result()

@@ -6,8 +6,8 @@ import hashlib
 import pytest
 
 from imaging_db.database.db_ops import DatasetRecord
-from imaging_db.errors import StorageError
 from imaging_db.database.records import DatasetInfo, FramesLayout
+from imaging_db.errors import StorageError
 from imaging_db.pipeline.download import Downloader, FrameSelection
 
 ID = "ML-2018-11-07-09-35-54-0010"
