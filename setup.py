@@ -20,6 +20,8 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     packages=find_packages(include=["imaging_db", "imaging_db.*"]),
+    # The migrations folder is not a package: alembic reads its files by path.
+    package_data={"imaging_db.database": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"]},
     python_requires=">=3.11",
     install_requires=requirements(),
     entry_points={
@@ -27,6 +29,7 @@ setup(
             "data_uploader=imaging_db.cli.data_uploader:main",
             "data_downloader=imaging_db.cli.data_downloader:main",
             "data_verify=imaging_db.cli.data_verify:main",
+            "imaging_db_migrate=imaging_db.cli.imaging_db_migrate:main",
         ]
     },
 )

@@ -29,7 +29,7 @@ def main() -> None:
             print(f"  {table:14s} {count:4d} rows")
         for serial, parent, n in conn.execute(sa.text(
                 "SELECT d.dataset_serial, p.dataset_serial, g.nbr_frames FROM data_set d "
-                "LEFT JOIN data_set p ON d.parent_id = p.id JOIN frames_global g ON g.data_set_id = d.id "
+                "LEFT JOIN data_set p ON d.parent_id = p.id JOIN frames_global g ON g.dataset_id = d.id "
                 "ORDER BY d.dataset_serial")):
             print(f"  {serial}: {n} frames" + (f", parent {parent}" if parent else ""))
     database.dispose()

@@ -5,7 +5,9 @@ No Docker engine runs here, so the Dockerfile is checked for what it copies and 
 
 import ast
 import importlib.metadata
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -45,8 +47,19 @@ def test_every_module_is_in_a_package():
     """setup.py's find_packages must see every folder of modules (a missing __init__.py drops it silently)."""
     packages = set(find_packages(where=str(ROOT), include=["imaging_db", "imaging_db.*"]))
     folders = {str(p.parent.relative_to(ROOT)).replace("/", ".") for p in (ROOT / "imaging_db").rglob("*.py")
-               if "__pycache__" not in p.parts}
+               if "__pycache__" not in p.parts and "migrations" not in p.parts}
     assert folders <= packages, sorted(folders - packages)
+
+
+def test_an_install_ships_the_migrations(tmp_path):
+    """Alembic reads the migrations by path: they are package data, copied with the modules on install."""
+    subprocess.run([sys.executable, "setup.py", "--quiet", "build_py", "--build-lib", str(tmp_path)], cwd=ROOT,
+                   check=True, capture_output=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    built = {p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()}
+    shipped = {p.relative_to(ROOT).as_posix() for p in (ROOT / "imaging_db/database/migrations").rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts}
+    assert "imaging_db/database/migrate.py" in built
+    assert shipped and shipped <= built, sorted(shipped - built)
 
 
 def test_every_imported_library_is_a_pinned_requirement():

@@ -11,9 +11,9 @@ from typing import Iterable, Iterator, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from imaging_db.database import schema
+from imaging_db.database import migrate, schema
 from imaging_db.database.bulk_insert import insert_frame_rows
-from imaging_db.database.claims import Claim, claim_dataset, schema_lock
+from imaging_db.database.claims import Claim, claim_dataset
 from imaging_db.database.connection import first_line, make_engine, safe_url
 from imaging_db.database.lookups import DatasetLookups
 from imaging_db.database.records import (FRAME_COLUMNS, FRAME_COLUMNS_WITHOUT_METADATA, DatasetInfo, DatasetLocation,
@@ -73,13 +73,35 @@ class Database(DatasetLookups):
                 conn.execute(sa.text("SELECT 1"))
 
     def create_tables(self) -> None:
-        """Create the imaging_db tables that do not exist yet.
+        """Give an empty database the current schema; refuse one at another schema revision.
 
         Safe when several processes do it at once on an empty database: they
         take turns under the schema lock, and the later ones find the tables.
+
+        Raises
+        ------
+        DatabaseError
+            If the database is at an older or newer revision (the message says what to run).
         """
-        with schema_lock(self.engine, self.describe()) as conn, self.errors("creating tables"):
-            schema.metadata.create_all(conn if conn is not None else self.engine, checkfirst=True)
+        self.check_schema()
+        if not self.has_tables():
+            migrate.upgrade(self.engine, self.describe())
+
+    def check_schema(self, doing: str = "reading the schema revision") -> None:
+        """Refuse a database whose tables are at another schema revision than this code's.
+
+        ``doing`` names, in a failure to connect, what the caller was about to do.
+
+        Raises
+        ------
+        DatabaseError
+            Saying what to run: ``imaging_db_migrate`` for an older one.
+        """
+        with self.errors(doing), self.engine.connect() as conn:
+            revision = migrate.database_revision(conn)
+        problem = migrate.schema_problem(revision, self.describe())
+        if problem:
+            raise DatabaseError(problem)
 
     def claim(self, serial: str) -> Claim:
         """Claim dataset id ``serial`` for this run until the claim is released (or the process ends).
@@ -146,7 +168,7 @@ class Database(DatasetLookups):
         ----------
         dataset : DatasetRecord
         frames_global : dict
-            Values of the frames_global columns other than id and data_set_id.
+            Values of the frames_global columns other than id and dataset_id.
         frames : iterable of dict
             One dict per frame with the keys of ``FRAME_COLUMNS``; read once, as the rows are sent.
 
@@ -160,9 +182,9 @@ class Database(DatasetLookups):
             On any other database failure (nothing is changed).
         """
         with self._register(dataset.serial) as conn:
-            data_set_id = self._insert_data_set(conn, dataset)
+            dataset_id = self._insert_data_set(conn, dataset)
             frames_global_id = conn.execute(
-                sa.insert(_frames_global).values(data_set_id=data_set_id, **frames_global)
+                sa.insert(_frames_global).values(dataset_id=dataset_id, **frames_global)
             ).inserted_primary_key[0]
             insert_frame_rows(conn, frames_global_id, iter(frames))
 
@@ -175,8 +197,8 @@ class Database(DatasetLookups):
             As :meth:`insert_frames_dataset`.
         """
         with self._register(dataset.serial) as conn:
-            data_set_id = self._insert_data_set(conn, dataset)
-            conn.execute(sa.insert(_file_global).values(data_set_id=data_set_id, **file_global))
+            dataset_id = self._insert_data_set(conn, dataset)
+            conn.execute(sa.insert(_file_global).values(dataset_id=dataset_id, **file_global))
 
 
 __all__ = ["FRAME_COLUMNS", "FRAME_COLUMNS_WITHOUT_METADATA", "Database", "DatasetInfo", "DatasetLocation",

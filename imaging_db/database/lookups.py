@@ -24,7 +24,7 @@ def _frames_global_id(serial: str) -> sa.ScalarSelect:
     """The frames_global id of dataset ``serial``, as a scalar subquery (NULL for no such frames dataset)."""
     return (
         sa.select(_frames_global.c.id)
-        .join(_data_set, _frames_global.c.data_set_id == _data_set.c.id)
+        .join(_data_set, _frames_global.c.dataset_id == _data_set.c.id)
         .where(_data_set.c.dataset_serial == serial)
         .scalar_subquery()
     )
@@ -76,8 +76,8 @@ class DatasetLookups:
             )
             .select_from(
                 _data_set.outerjoin(parent, d.parent_id == parent.c.id)
-                .outerjoin(_frames_global, fg.data_set_id == d.id)
-                .outerjoin(_file_global, fi.data_set_id == d.id)
+                .outerjoin(_frames_global, fg.dataset_id == d.id)
+                .outerjoin(_file_global, fi.dataset_id == d.id)
             )
             .where(d.dataset_serial == serial)
         )
@@ -179,8 +179,8 @@ class DatasetLookups:
                 _file_global.c.sha256,
             )
             .select_from(
-                _data_set.outerjoin(_frames_global, _frames_global.c.data_set_id == _data_set.c.id)
-                .outerjoin(_file_global, _file_global.c.data_set_id == _data_set.c.id)
+                _data_set.outerjoin(_frames_global, _frames_global.c.dataset_id == _data_set.c.id)
+                .outerjoin(_file_global, _file_global.c.dataset_id == _data_set.c.id)
                 .outerjoin(counts, counts.c.frames_global_id == _frames_global.c.id)
             )
             .order_by(_data_set.c.id)

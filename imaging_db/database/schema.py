@@ -45,7 +45,7 @@ def _global_columns() -> list[sa.Column]:
     """The columns a dataset's frames_global or file_global row starts with: its own id, its data_set, its prefix."""
     return [
         sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("data_set_id", sa.Integer, sa.ForeignKey("data_set.id"), nullable=False, unique=True),
+        sa.Column("dataset_id", sa.Integer, sa.ForeignKey("data_set.id"), nullable=False, unique=True),
         sa.Column("storage_dir", sa.Text, nullable=False),
     ]
 

@@ -303,7 +303,7 @@ def download_dataset(dataset_serial: str, dest: str | Path, login: str | Path | 
     """
     database, data_storage, workers = open_for_reading(
         login, storage, storage_access, s3_endpoint_url, nbr_workers,
-        missing=f"dataset {dataset_serial} cannot be looked up")
+        missing=f"dataset {dataset_serial} cannot be looked up", doing=f"looking up dataset {dataset_serial}")
     try:
         return Downloader(database, data_storage, workers, progress).download(
             dataset_serial, dest, selection, metadata=metadata, download=download)

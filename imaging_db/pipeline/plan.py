@@ -111,6 +111,7 @@ class Planner:
             On the first bad row, file, frame or metadata; nothing has been written.
         """
         self.database.check_connection()
+        self.database.check_schema()
         self.storage.check()
         registered = self.database.existing_serials([r.dataset_id.serial for r in rows])
         in_csv = {r.dataset_id.serial for r in rows}

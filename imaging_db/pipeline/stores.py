@@ -33,11 +33,12 @@ def worker_count(nbr_workers: int | None) -> int:
 
 def open_for_reading(login: str | Path | None, storage: str, storage_access: str | None,
                      s3_endpoint_url: str | None, nbr_workers: int | None,
-                     missing: str) -> tuple[Database, DataStorage, int]:
+                     missing: str, doing: str) -> tuple[Database, DataStorage, int]:
     """The database, storage and worker count of a command that reads datasets (download, verify).
 
     The database is opened without creating it: a missing SQLite file is a
-    NotFoundError whose message starts with ``missing``.
+    NotFoundError whose message starts with ``missing``. ``doing`` names what
+    the command does, in the error if the database cannot be reached.
 
     Raises
     ------
@@ -45,6 +46,8 @@ def open_for_reading(login: str | Path | None, storage: str, storage_access: str
         On a bad login, storage or worker count.
     NotFoundError
         If the SQLite database file does not exist.
+    DatabaseError
+        If the database is at another schema revision than this code's.
     """
     workers = worker_count(nbr_workers)
     url = load_login(login)
@@ -54,6 +57,11 @@ def open_for_reading(login: str | Path | None, storage: str, storage_access: str
         database = Database(url, create=False)
     except NotFoundError as exc:
         raise NotFoundError(f"{missing}: {exc}") from None
+    try:
+        database.check_schema(doing)
+    except BaseException:
+        database.dispose()
+        raise
     return database, data_storage, workers
 
 

@@ -336,7 +336,8 @@ def verify_datasets(dataset_serials: Sequence[str] | None, login: str | Path | N
         for serial in dataset_serials:
             parse_dataset_id(serial)
     database, data_storage, workers = open_for_reading(login, storage, storage_access, s3_endpoint_url,
-                                                       nbr_workers, missing="nothing to verify")
+                                                       nbr_workers, missing="nothing to verify",
+                                                       doing="listing datasets")
     try:
         return Verifier(database, data_storage, workers, progress).verify(dataset_serials, remove_orphans)
     finally:

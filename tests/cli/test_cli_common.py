@@ -69,9 +69,9 @@ def test_collector_is_back_on_after_bad_arguments(capsys):
 
 def test_every_command_enters_through_console_script():
     """A command that built its own main would miss the process set-up: each main is console_script's."""
-    from imaging_db.cli import data_downloader, data_uploader, data_verify
+    from imaging_db.cli import data_downloader, data_uploader, data_verify, imaging_db_migrate
 
-    for module in (data_uploader, data_downloader, data_verify):
+    for module in (data_uploader, data_downloader, data_verify, imaging_db_migrate):
         assert module.main.__qualname__ == "console_script.<locals>.main", module.__name__
 
 

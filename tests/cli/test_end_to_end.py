@@ -73,7 +73,7 @@ def query(db_url, sql, **params):
 def dataset_rows(db_url, serial):
     data_set = query(db_url, "SELECT * FROM data_set WHERE dataset_serial = :s", s=serial)
     assert len(data_set) == 1, f"{serial} not registered exactly once"
-    frames_global = query(db_url, "SELECT * FROM frames_global WHERE data_set_id = :i", i=data_set[0]["id"])
+    frames_global = query(db_url, "SELECT * FROM frames_global WHERE dataset_id = :i", i=data_set[0]["id"])
     frames = []
     if frames_global:
         frames = query(db_url, "SELECT * FROM frames WHERE frames_global_id = :i ORDER BY pos_idx, time_idx, "
@@ -203,7 +203,7 @@ def test_file_round_trip(tmp_path, db_url, login_file, storage_spec):
     assert upload(csv_path, config, login_file) == 0
     data_set, frames_global, _ = dataset_rows(db_url, ID)
     assert bool(data_set["frames"]) is False and frames_global is None
-    file_global = query(db_url, "SELECT * FROM file_global WHERE data_set_id = :i", i=data_set["id"])[0]
+    file_global = query(db_url, "SELECT * FROM file_global WHERE dataset_id = :i", i=data_set["id"])[0]
     assert file_global["file_name"] == source.name and file_global["storage_dir"] == f"raw_files/{ID}"
     assert file_global["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
     meta = as_dict(file_global["metadata_json"])

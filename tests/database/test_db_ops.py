@@ -100,7 +100,7 @@ def test_insert_frames_dataset_writes_all_rows(database):
     assert str(data_set["date_time"]).startswith("2018-11-07 09:35:54")
 
     (frames_global,) = _rows(database, "SELECT * FROM frames_global")
-    assert frames_global["data_set_id"] == data_set["id"]
+    assert frames_global["dataset_id"] == data_set["id"]
     assert {k: frames_global[k] for k in ("storage_dir", "nbr_frames", "im_width", "im_height", "im_colors",
                                           "bit_depth", "nbr_slices", "nbr_channels", "nbr_timepoints",
                                           "nbr_positions")} == {
@@ -188,7 +188,7 @@ def test_file_dataset(database):
     assert info.frames is False
     (file_global,) = _rows(database, "SELECT * FROM file_global")
     (data_set,) = _rows(database, "SELECT * FROM data_set")
-    assert file_global["data_set_id"] == data_set["id"]
+    assert file_global["dataset_id"] == data_set["id"]
     assert (info.storage_dir, info.file_name, info.sha256) == (f"raw_files/{SERIAL}", "notes.pdf", "ab" * 32)
     assert info.metadata == meta
     assert _count(database, "frames_global") == 0
@@ -258,7 +258,7 @@ def test_foreign_keys_are_enforced(database):
     with pytest.raises(sa.exc.IntegrityError):
         with database.engine.begin() as conn:
             conn.execute(sa.text(
-                "INSERT INTO frames_global (data_set_id, storage_dir, nbr_frames, im_width, im_height, im_colors, "
+                "INSERT INTO frames_global (dataset_id, storage_dir, nbr_frames, im_width, im_height, im_colors, "
                 "bit_depth, nbr_slices, nbr_channels, nbr_timepoints, nbr_positions) "
                 "VALUES (999, 'x', 0, 1, 1, 1, 'uint8', 1, 1, 1, 1)"))
 

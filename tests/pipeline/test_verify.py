@@ -334,7 +334,7 @@ def set_storage_dir(db_url, serial: str, storage_dir: str) -> None:
     """Edit a frames dataset's storage_dir by hand, as a lab's database may have been."""
     engine = sa.create_engine(db_url)
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE frames_global SET storage_dir = :d WHERE data_set_id = "
+        conn.execute(sa.text("UPDATE frames_global SET storage_dir = :d WHERE dataset_id = "
                              "(SELECT id FROM data_set WHERE dataset_serial = :s)"), {"d": storage_dir, "s": serial})
     engine.dispose()
 

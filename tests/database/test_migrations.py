@@ -1,0 +1,117 @@
+"""Schema migrations (alembic): an empty database upgraded is exactly the models' schema; data survives upgrades."""
+
+import datetime
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from imaging_db.cli import data_downloader, data_uploader, imaging_db_migrate
+from imaging_db.database import migrate, schema
+from imaging_db.database.db_ops import Database
+from imaging_db.errors import DatabaseError
+
+ID = "ML-2018-11-07-09-35-54-0010"
+
+
+def _config(conn) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrate.MIGRATIONS))
+    config.attributes["connection"] = conn
+    return config
+
+
+def _at_first_revision_with_data(engine, stamped: bool = True) -> None:
+    """A database as imaging_db made it before the renaming migration, with one frames and one file dataset."""
+    with engine.begin() as conn:
+        command.upgrade(_config(conn), migrate.FIRST)
+        conn.execute(sa.text("INSERT INTO data_set (id, dataset_serial, description, microscope, frames, date_time) "
+                             "VALUES (1, :a, 'frames', 'scope', :t, :d), (2, :b, 'file', NULL, :f, :d)"),
+                     {"a": ID, "b": ID[:-1] + "1", "t": True, "f": False, "d": datetime.datetime(2018, 11, 7)})
+        conn.execute(sa.text("INSERT INTO frames_global (id, data_set_id, storage_dir, nbr_frames, im_width, "
+                             "im_height, im_colors, bit_depth, nbr_slices, nbr_channels, nbr_timepoints, "
+                             "nbr_positions, metadata_json) VALUES (5, 1, :s, 1, 4, 3, 1, 'uint16', 1, 1, 1, 1, :m)"),
+                     {"s": f"raw_frames/{ID}", "m": json.dumps({"protein_name": "TOPOR"})})
+        conn.execute(sa.text("INSERT INTO frames (frames_global_id, channel_idx, slice_idx, time_idx, pos_idx, "
+                             "channel_name, file_name, sha256) VALUES (5, 0, 0, 0, 0, 'GFP', 'im.png', :h)"),
+                     {"h": "ab" * 32})
+        conn.execute(sa.text("INSERT INTO file_global (id, data_set_id, storage_dir, file_name, sha256) "
+                             "VALUES (7, 2, 'raw_files/x', 'notes.txt', :h)"), {"h": "cd" * 32})
+        if not stamped:
+            conn.execute(sa.text("DROP TABLE alembic_version"))
+
+
+def test_head_is_the_newest_migration():
+    assert ScriptDirectory(str(migrate.MIGRATIONS)).get_current_head() == migrate.HEAD
+
+
+def test_an_empty_database_upgraded_is_exactly_the_models_schema(database):
+    """database.create_tables() runs the migrations; autogenerate then finds nothing to change."""
+    with database.engine.connect() as conn:
+        assert migrate.database_revision(conn) == migrate.HEAD
+        assert compare_metadata(MigrationContext.configure(conn), schema.metadata) == []
+
+
+@pytest.mark.parametrize("stamped", [True, False], ids=["at-0001", "made-before-migrations"])
+def test_a_database_with_data_upgrades_keeping_every_row(db_url, stamped):
+    database = Database(db_url)
+    try:
+        _at_first_revision_with_data(database.engine, stamped)
+        with pytest.raises(DatabaseError, match=r"has an older schema \(revision 0001, this imaging_db needs "
+                                                r"0002\): upgrade it with `imaging_db_migrate`"):
+            database.check_schema()
+        assert migrate.upgrade(database.engine, database.describe()) == (migrate.FIRST, migrate.HEAD)
+        database.check_schema()
+        info = database.get_dataset(ID)
+        assert (info.storage_dir, info.metadata, info.layout.im_width) == (f"raw_frames/{ID}", {"protein_name": "TOPOR"}, 4)
+        assert [(r.channel_name, r.file_name) for r in database.get_frames(ID)] == [("GFP", "im.png")]
+        assert database.get_dataset(ID[:-1] + "1").file_name == "notes.txt"
+        with database.engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT dataset_id FROM frames_global WHERE id = 5")).scalar() == 1
+            assert conn.execute(sa.text("SELECT dataset_id FROM file_global WHERE id = 7")).scalar() == 2
+            assert compare_metadata(MigrationContext.configure(conn), schema.metadata) == []
+        assert migrate.upgrade(database.engine, database.describe()) == (migrate.HEAD, migrate.HEAD)
+    finally:
+        database.dispose()
+
+
+def test_commands_refuse_a_database_behind_or_ahead(tmp_path, capsys):
+    db_file = tmp_path / "db.sqlite"
+    login = tmp_path / "login.json"
+    login.write_text(json.dumps({"drivername": "sqlite", "dbname": str(db_file)}))
+    engine = sa.create_engine(f"sqlite:///{db_file}")
+    _at_first_revision_with_data(engine)
+    code = data_downloader.main(["--id", ID, "--dest", str(tmp_path / "dl"), "--login", str(login), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "has an older schema (revision 0001" in err[0]
+    assert "imaging_db_migrate" in err[0] and not (tmp_path / "dl").exists()
+
+    (tmp_path / "files.csv").write_text(f"dataset_id,file_name\n{ID[:-1]}2,{login}\n")
+    (tmp_path / "config.json").write_text(json.dumps({"upload_type": "file", "storage_access": str(tmp_path / "s")}))
+    assert data_uploader.main(["--csv", str(tmp_path / "files.csv"), "--config", str(tmp_path / "config.json"),
+                               "--login", str(login), "--no-progress"]) == 1
+    assert "has an older schema" in capsys.readouterr().err and not (tmp_path / "s").exists()
+
+    assert imaging_db_migrate.main(["--login", str(login), "--check"]) == 1
+    assert "revision 0001" in capsys.readouterr().out
+    assert imaging_db_migrate.main(["--login", str(login)]) == 0
+    assert "schema upgraded from revision 0001 to 0002" in capsys.readouterr().out
+    assert imaging_db_migrate.main(["--login", str(login), "--check"]) == 0
+    assert "schema revision 0002, up to date" in capsys.readouterr().out
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0999'"))
+    code = data_downloader.main(["--id", ID, "--dest", str(tmp_path / "dl"), "--login", str(login), "--no-progress"])
+    assert code == 1 and "has a newer schema (revision 0999) than this imaging_db knows" in capsys.readouterr().err
+    assert imaging_db_migrate.main(["--login", str(login)]) == 1
+    engine.dispose()
+
+
+def test_migrations_ship_inside_the_package():
+    assert (Path(migrate.__file__).parent / "migrations" / "versions" / "0002_original_column_names.py").is_file()
