@@ -251,6 +251,21 @@ def _flock(handle, blocking: bool) -> bool:
     return True
 
 
+def _file_holder(handle) -> str:
+    """The label the holder of a claim file wrote into it.
+
+    The holder writes it just after taking the lock: a run that finds the lock
+    taken in between reads an empty file, so it looks again for a moment.
+    """
+    for _attempt in range(50):
+        handle.seek(0)
+        label = handle.read(200).decode("utf-8", errors="replace").strip()
+        if label:
+            return label
+        time.sleep(0.002)
+    return "holder unknown"
+
+
 def _claim_file(folder: Path | None, serial: str, describe: str) -> Claim:
     if folder is None:
         with _PROCESS_LOCK:
@@ -270,8 +285,7 @@ def _claim_file(folder: Path | None, serial: str, describe: str) -> Claim:
         handle = _open_lock_file(path, describe)
         try:
             if not _flock(handle, blocking=False):
-                handle.seek(0)
-                holder = handle.read(200).decode("utf-8", errors="replace").strip() or "holder unknown"
+                holder = _file_holder(handle)
                 raise DatasetClaimedError(
                     f"dataset {serial} is being uploaded by another run ({holder}); not touched: "
                     "wait for it to finish, or rerun this one later"

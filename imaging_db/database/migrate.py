@@ -12,6 +12,7 @@ from typing import Iterator
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from imaging_db.database import schema
 from imaging_db.database.claims import schema_lock
 from imaging_db.database.connection import first_line
 from imaging_db.errors import DatabaseError
@@ -74,6 +75,19 @@ def _migration_connection(engine: Engine, describe: str) -> Iterator[sa.Connecti
                 conn.commit()
 
 
+def _create_at_head(conn: sa.Connection) -> None:
+    """An empty database: the models' tables, stamped at HEAD, as alembic's own upgrade would leave them.
+
+    Creating the tables directly takes a hundredth of the time of running
+    every migration (a test checks both give the same schema).
+    """
+    schema.metadata.create_all(conn)
+    version = sa.Table("alembic_version", sa.MetaData(), sa.Column("version_num", sa.String(32), nullable=False),
+                       sa.PrimaryKeyConstraint("version_num", name="alembic_version_pkc"))
+    version.create(conn)
+    conn.execute(version.insert().values(version_num=HEAD))
+
+
 def upgrade(engine: Engine, describe: str) -> tuple[str | None, str]:
     """Upgrade the database to HEAD, creating the tables in an empty one; return (revision before, after).
 
@@ -85,9 +99,6 @@ def upgrade(engine: Engine, describe: str) -> tuple[str | None, str]:
     DatabaseError
         If the database is newer than this code, or a migration fails (nothing is changed then).
     """
-    from alembic import command
-    from alembic.config import Config
-
     try:
         with _migration_connection(engine, describe) as conn:
             before = database_revision(conn)
@@ -95,6 +106,13 @@ def upgrade(engine: Engine, describe: str) -> tuple[str | None, str]:
                 raise DatabaseError(schema_problem(before, describe))
             if before == HEAD:
                 return before, HEAD
+            if before is None:
+                _create_at_head(conn)
+                return before, HEAD
+            # Imported only here: loading alembic costs about a quarter of a second.
+            from alembic import command
+            from alembic.config import Config
+
             config = Config()
             config.set_main_option("script_location", str(MIGRATIONS))
             config.attributes["connection"] = conn

@@ -51,11 +51,27 @@ def test_head_is_the_newest_migration():
     assert ScriptDirectory(str(migrate.MIGRATIONS)).get_current_head() == migrate.HEAD
 
 
-def test_an_empty_database_upgraded_is_exactly_the_models_schema(database):
-    """database.create_tables() runs the migrations; autogenerate then finds nothing to change."""
+def test_an_empty_database_upgraded_is_exactly_the_models_schema(db_url):
+    """Every migration run on an empty database gives the models' schema: autogenerate finds nothing to change."""
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(_config(conn), "head")
+        with engine.connect() as conn:
+            assert migrate.database_revision(conn) == migrate.HEAD
+            assert compare_metadata(MigrationContext.configure(conn), schema.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_a_first_upload_creates_the_tables_at_head(database):
+    """database.create_tables() on an empty database creates the models' tables and stamps HEAD, as upgrading would."""
     with database.engine.connect() as conn:
         assert migrate.database_revision(conn) == migrate.HEAD
         assert compare_metadata(MigrationContext.configure(conn), schema.metadata) == []
+        versions = conn.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+    assert versions == [(migrate.HEAD,)]
+    assert migrate.upgrade(database.engine, database.describe()) == (migrate.HEAD, migrate.HEAD)
 
 
 @pytest.mark.parametrize("stamped", [True, False], ids=["at-0001", "made-before-migrations"])
