@@ -67,10 +67,16 @@ def _migration_connection(engine: Engine, describe: str) -> Iterator[sa.Connecti
             # the old copy would fail. The pragma only takes effect outside a transaction.
             conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
             conn.commit()
+            # pysqlite commits before each CREATE or ALTER on its own: other processes would see the
+            # tables before the version row. Driving the transaction by hand makes the change one commit.
+            driver = conn.connection.driver_connection
+            isolation_level, driver.isolation_level = driver.isolation_level, None
             try:
                 with conn.begin():
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
                     yield conn
             finally:
+                driver.isolation_level = isolation_level
                 conn.exec_driver_sql("PRAGMA foreign_keys=ON")
                 conn.commit()
 

@@ -131,3 +131,27 @@ def test_commands_refuse_a_database_behind_or_ahead(tmp_path, capsys):
 
 def test_migrations_ship_inside_the_package():
     assert (Path(migrate.__file__).parent / "migrations" / "versions" / "0002_original_column_names.py").is_file()
+
+
+def test_other_processes_never_see_tables_without_their_revision(tmp_path, monkeypatch):
+    """On SQLite the tables and the version row are one commit: until then another connection sees no table."""
+    db_file = tmp_path / "db.sqlite"
+    database = Database(sa.engine.URL.create("sqlite+pysqlite", database=str(db_file)))
+    other = sa.create_engine(f"sqlite:///{db_file}")
+    seen = []
+    real = migrate._create_at_head
+
+    def create_and_look(conn):
+        real(conn)
+        with other.connect() as look:
+            seen.append(sa.inspect(look).get_table_names())
+
+    monkeypatch.setattr(migrate, "_create_at_head", create_and_look)
+    try:
+        database.create_tables()
+        assert seen == [[]]
+        with other.connect() as look:
+            assert migrate.database_revision(look) == migrate.HEAD
+    finally:
+        other.dispose()
+        database.dispose()
