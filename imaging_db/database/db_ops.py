@@ -83,14 +83,14 @@ class Database(DatasetLookups):
         DatabaseError
             If the database is at an older or newer revision (the message says what to run).
         """
-        self.check_schema()
-        if not self.has_tables():
+        if self.check_schema() is None:
             migrate.upgrade(self.engine, self.describe())
 
-    def check_schema(self, doing: str = "reading the schema revision") -> None:
+    def check_schema(self, doing: str = "reading the schema revision") -> str | None:
         """Refuse a database whose tables are at another schema revision than this code's.
 
         ``doing`` names, in a failure to connect, what the caller was about to do.
+        Returns the revision: HEAD, or None for a database without tables.
 
         Raises
         ------
@@ -102,6 +102,7 @@ class Database(DatasetLookups):
         problem = migrate.schema_problem(revision, self.describe())
         if problem:
             raise DatabaseError(problem)
+        return revision
 
     def claim(self, serial: str) -> Claim:
         """Claim dataset id ``serial`` for this run until the claim is released (or the process ends).

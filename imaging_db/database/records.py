@@ -1,24 +1,8 @@
 """Records that travel between the database layer and the pipelines, without table row ids."""
 
+import dataclasses
 import datetime
 from dataclasses import dataclass
-
-FRAME_COLUMNS = (
-    "channel_idx",
-    "slice_idx",
-    "time_idx",
-    "pos_idx",
-    "channel_name",
-    "file_name",
-    "sha256",
-    "metadata_json",
-)
-# What identifies and locates a frame: everything but its (large) metadata.
-FRAME_COLUMNS_WITHOUT_METADATA = tuple(c for c in FRAME_COLUMNS if c != "metadata_json")
-# The frames_global columns that describe a frames dataset's layout, in table order.
-LAYOUT_COLUMNS = ("nbr_frames", "im_width", "im_height", "im_colors", "bit_depth",
-                  "nbr_slices", "nbr_channels", "nbr_timepoints", "nbr_positions")
-
 
 @dataclass
 class DatasetRecord:
@@ -131,3 +115,11 @@ class DatasetLocation:
     nbr_rows: int
     file_name: str | None = None
     sha256: str | None = None
+
+
+# The frames columns, in the order of FrameRow's fields.
+FRAME_COLUMNS = tuple(f.name for f in dataclasses.fields(FrameRow))
+# What identifies and locates a frame: everything but its (large) metadata.
+FRAME_COLUMNS_WITHOUT_METADATA = tuple(c for c in FRAME_COLUMNS if c != "metadata_json")
+# The frames_global columns that describe a frames dataset's layout, in table order.
+LAYOUT_COLUMNS = tuple(f.name for f in dataclasses.fields(FramesLayout))

@@ -20,11 +20,11 @@ from typing import Sequence
 
 from imaging_db.database.db_ops import Database
 from imaging_db.database.records import FRAME_COLUMNS_WITHOUT_METADATA, DatasetInfo, FrameRow
-from imaging_db.errors import InputError, IntegrityError, NotFoundError, StorageError
+from imaging_db.errors import InputError, NotFoundError, StorageError
 from imaging_db.faults import fault_point
 from imaging_db.filestorage import DataStorage
 from imaging_db.metadata.dataset_id import parse_dataset_id
-from imaging_db.pipeline.frame_reader import checked_key, read_frames
+from imaging_db.pipeline.frame_reader import checked_key, corrupt, read_frames
 from imaging_db.pipeline.stores import open_for_reading
 
 logger = logging.getLogger(__name__)
@@ -285,10 +285,7 @@ class Downloader:
         with open(path, "rb") as handle:
             digest = hashlib.file_digest(handle, "sha256").hexdigest()
         if digest != info.sha256:
-            raise IntegrityError(
-                f"dataset {info.serial}: file {info.file_name} in {self.storage.describe()} is corrupt: "
-                f"sha256 {digest} does not match the recorded {info.sha256}"
-            )
+            raise corrupt(self.storage, info.serial, "file", info.file_name, digest, info.sha256)
         return path.stat().st_size
 
 

@@ -45,8 +45,14 @@ def checked_key(serial: str, storage_dir, name, what: str) -> str:
                              "key prefix inside the storage; refusing to download the dataset") from None
 
 
-def verified(storage: DataStorage, serial: str, key: str, name: str, sha256: str, what: str = "frame") -> bytes:
-    """Return the object under ``key`` once its sha256 matches the recorded one.
+def corrupt(storage: DataStorage, serial: str, what: str, name: str, digest: str, recorded: str) -> IntegrityError:
+    """The error for an object whose sha256 is not the one its row records."""
+    return IntegrityError(f"dataset {serial}: {what} {name} in {storage.describe()} is corrupt: "
+                          f"sha256 {digest} does not match the recorded {recorded}")
+
+
+def verified(storage: DataStorage, serial: str, key: str, name: str, sha256: str) -> bytes:
+    """Return the frame under ``key`` once its sha256 matches the recorded one.
 
     Raises
     ------
@@ -58,10 +64,7 @@ def verified(storage: DataStorage, serial: str, key: str, name: str, sha256: str
     data = storage.get(key)
     digest = hashlib.sha256(data).hexdigest()
     if digest != sha256:
-        raise IntegrityError(
-            f"dataset {serial}: {what} {name} in {storage.describe()} is corrupt: "
-            f"sha256 {digest} does not match the recorded {sha256}"
-        )
+        raise corrupt(storage, serial, "frame", name, digest, sha256)
     return data
 
 
