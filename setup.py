@@ -30,6 +30,7 @@ setup(
             "data_downloader=imaging_db.cli.data_downloader:main",
             "data_verify=imaging_db.cli.data_verify:main",
             "imaging_db_migrate=imaging_db.cli.imaging_db_migrate:main",
+            "query_data=imaging_db.cli.query_data:main",
         ]
     },
 )
