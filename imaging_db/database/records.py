@@ -4,6 +4,8 @@ import dataclasses
 import datetime
 from dataclasses import dataclass
 
+from imaging_db.filestorage import StorageLocation
+
 @dataclass
 class DatasetRecord:
     """The data_set row of a dataset about to be registered."""
@@ -49,6 +51,8 @@ class DatasetInfo:
         A file dataset's file name and checksum.
     metadata : dict or None
         The global metadata recorded at upload.
+    location : StorageLocation or None
+        Where its objects were stored; None if not recorded (uploaded before imaging_db recorded it).
     """
 
     serial: str
@@ -62,6 +66,7 @@ class DatasetInfo:
     file_name: str | None = None
     sha256: str | None = None
     metadata: dict | None = None
+    location: StorageLocation | None = None
 
     def global_metadata(self) -> dict:
         """The content of ``global_metadata.json``: the dataset's columns flattened, in table order."""

@@ -6,6 +6,7 @@ naming them come from it.
 """
 
 import importlib
+from dataclasses import dataclass
 
 from imaging_db.errors import InputError
 from imaging_db.filestorage.data_storage import DataStorage, StoredObject
@@ -72,8 +73,65 @@ def make_storage(kind: str, access: str | None = None, *, s3_endpoint_url: str |
     InputError
         On an unknown kind or a missing bucket name.
     """
-    return storage_class(kind).from_settings(access, s3_endpoint_url=s3_endpoint_url,
-                                             max_connections=max_connections)
+    storage = storage_class(kind).from_settings(access, s3_endpoint_url=s3_endpoint_url,
+                                                max_connections=max_connections)
+    storage.kind = kind
+    return storage
 
 
-__all__ = ["DataStorage", "ObjectWriter", "STORAGES", "StoredObject", "make_storage", "storage_class", "storage_names"]
+@dataclass(frozen=True)
+class StorageLocation:
+    """Where a dataset's objects live: a backend name, its folder or bucket, and its S3 endpoint.
+
+    Recorded with every dataset at upload; small and picklable, so that a
+    process (a dask worker) can open the storage again by itself.
+
+    Attributes
+    ----------
+    kind : str
+        The backend, a name in :data:`STORAGES`.
+    access : str or None
+        The folder or bucket (None: the backend's default).
+    s3_endpoint_url : str or None
+        The S3 endpoint (None: ``$AWS_ENDPOINT_URL``, else AWS).
+    """
+
+    kind: str
+    access: str | None = None
+    s3_endpoint_url: str | None = None
+
+    @classmethod
+    def of(cls, storage: DataStorage) -> "StorageLocation":
+        """The location of an open storage (made by :func:`make_storage`)."""
+        if storage.kind is None:
+            raise ValueError(f"{storage.describe()} was not made by make_storage: its kind is unknown")
+        return cls(storage.kind, *storage.settings())
+
+    def overridden(self, storage: str | None = None, storage_access: str | None = None,
+                   s3_endpoint_url: str | None = None) -> "StorageLocation":
+        """This location with the settings a user gave (``--storage``, ``--storage_access``, ``--s3_endpoint_url``).
+
+        Each setting given wins. Naming another backend than this one's drops
+        this folder or bucket and endpoint, which belong to this backend.
+        """
+        base = self if storage in (None, self.kind) else StorageLocation(storage)
+        return StorageLocation(base.kind, storage_access or base.access, s3_endpoint_url or base.s3_endpoint_url)
+
+    def open(self, max_connections: int = 10) -> DataStorage:
+        """Create the storage backend of this location (see :func:`make_storage`)."""
+        return make_storage(self.kind, self.access, s3_endpoint_url=self.s3_endpoint_url,
+                            max_connections=max_connections)
+
+
+def resolve_location(recorded: StorageLocation | None, storage: str | None = None,
+                     storage_access: str | None = None, s3_endpoint_url: str | None = None) -> StorageLocation:
+    """Where to read a dataset: its recorded location with the user's settings applied.
+
+    A dataset recorded without a location (uploaded before locations were
+    recorded) is read from the settings given, else the embedded local storage.
+    """
+    return (recorded or StorageLocation(storage or "local")).overridden(storage, storage_access, s3_endpoint_url)
+
+
+__all__ = ["DataStorage", "ObjectWriter", "STORAGES", "StorageLocation", "StoredObject", "make_storage",
+           "resolve_location", "storage_class", "storage_names"]

@@ -64,6 +64,8 @@ class DataStorage(abc.ABC):
     """
 
     parallel_requests: int = 1
+    # The name the backend is registered under in STORAGES; set by make_storage.
+    kind: str | None = None
 
     @classmethod
     @abc.abstractmethod
@@ -89,6 +91,14 @@ class DataStorage(abc.ABC):
             If a setting the backend needs is missing.
         """
         raise NotImplementedError(f"{cls.__name__} does not say how to build itself from settings")
+
+    def settings(self) -> tuple[str | None, str | None]:
+        """Return ``(access, s3_endpoint_url)``: what :meth:`from_settings` needs to open these objects again.
+
+        Recorded with each dataset uploaded, so readers find it without flags.
+        A backend that keeps nothing outside the process returns ``(None, None)``.
+        """
+        return None, None
 
     @abc.abstractmethod
     def describe(self) -> str:

@@ -40,6 +40,9 @@ class LocalStorage(DataStorage):
         """The folder ``access``, else ``$IMAGING_DB_HOME/storage``; the other settings do not apply."""
         return cls(access or default_storage_dir())
 
+    def settings(self) -> tuple[str | None, str | None]:
+        return str(self.root), None
+
     def describe(self) -> str:
         return f"local:{self.root}"
 

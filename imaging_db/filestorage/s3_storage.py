@@ -72,6 +72,9 @@ class S3Storage(DataStorage):
             raise InputError("storage s3 needs a bucket name: pass --storage_access (or storage_access in the upload config)")
         return cls(access, endpoint_url=s3_endpoint_url, max_connections=max_connections)
 
+    def settings(self) -> tuple[str | None, str | None]:
+        return self.bucket, self.endpoint_url
+
     def describe(self) -> str:
         where = f" at {self.endpoint_url}" if self.endpoint_url else ""
         return f"s3://{self.bucket}{where}"
