@@ -87,20 +87,20 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="hide progress bars (shown by default on a terminal)")
 
 
-def add_store_arguments(parser: argparse.ArgumentParser, storage_default: str | None = "local",
-                        from_config: bool = False) -> None:
+def add_store_arguments(parser: argparse.ArgumentParser, from_config: bool = False) -> None:
     """Add the arguments every command has to reach its data: ``--login``, the storage flags, ``--nbr_workers``.
 
-    ``from_config``: the upload config gives the defaults, and the flags override it.
+    ``from_config``: the upload config gives the defaults, and the flags
+    override it. Otherwise (readers) the dataset's record says where it is
+    stored, and the flags override that.
     """
-    fallback = "config, else " if from_config else ""
+    fallback = "config, else " if from_config else "where the dataset was stored, else "
     parser.add_argument("--login", help="database login JSON (default: embedded SQLite in $IMAGING_DB_HOME)")
-    parser.add_argument("--storage", choices=storage_names(), default=storage_default,
-                        help=f"storage backend (default: {fallback}local)")
+    parser.add_argument("--storage", choices=storage_names(), help=f"storage backend (default: {fallback}local)")
     parser.add_argument("--storage_access", help=f"local folder or S3 bucket (default: {fallback}"
                         "$IMAGING_DB_HOME/storage)")
     parser.add_argument("--s3_endpoint_url", help=f"S3 endpoint (default: {fallback}$AWS_ENDPOINT_URL, else AWS)")
-    parser.add_argument("--nbr_workers", type=positive_int, help=f"worker threads (default: {fallback}CPU count)")
+    parser.add_argument("--nbr_workers", type=positive_int, help=f"worker threads (default: {'config, else ' if from_config else ''}CPU count)")
 
 
 def store_options(args: argparse.Namespace) -> dict:

@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", required=True, help="upload config JSON (upload_type, frames_format, ...)")
     parser.add_argument("--override", action="store_true",
                         help="resume an interrupted upload: keep frames already stored with the same content")
-    add_store_arguments(parser, storage_default=None, from_config=True)
+    add_store_arguments(parser, from_config=True)
     add_common_arguments(parser)
     return parser
 

@@ -17,7 +17,7 @@ from imaging_db.database.claims import Claim, claim_dataset
 from imaging_db.database.connection import first_line, make_engine, safe_url
 from imaging_db.database.lookups import DatasetLookups
 from imaging_db.database.records import (FRAME_COLUMNS, FRAME_COLUMNS_WITHOUT_METADATA, DatasetInfo, DatasetLocation,
-                                         DatasetRecord, FrameRow)
+                                         DatasetRecord, FrameRow, location_values)
 from imaging_db.errors import DatabaseError, DatasetExistsError, InputError
 
 logger = logging.getLogger(__name__)
@@ -146,6 +146,7 @@ class Database(DatasetLookups):
                 frames=dataset.frames,
                 date_time=dataset.date_time,
                 parent_id=parent_id,
+                **location_values(dataset.location),
             )
         )
         return result.inserted_primary_key[0]

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from imaging_db.database import schema
 from imaging_db.database.connection import first_line
 from imaging_db.database.records import (FRAME_COLUMNS, FRAME_COLUMNS_WITHOUT_METADATA, LAYOUT_COLUMNS, DatasetInfo,
-                                         DatasetLocation, FrameRow, FramesLayout)
+                                         DatasetLocation, FrameRow, FramesLayout, location_from)
 from imaging_db.errors import DatabaseError, NotFoundError
 
 _data_set = schema.data_set
@@ -45,6 +45,7 @@ def _dataset_info(row: sa.RowMapping) -> DatasetInfo:
         file_name=row["file_name"],
         sha256=row["file_sha256"] if file_dataset else None,
         metadata=row["frames_metadata"] if frames_dataset else row["file_metadata"] if file_dataset else None,
+        location=location_from(row),
     )
 
 
@@ -68,6 +69,7 @@ class DatasetLookups:
         query = (
             sa.select(
                 d.dataset_serial, d.frames, d.date_time, d.description, d.microscope,
+                d.storage, d.storage_access, d.s3_endpoint_url,
                 parent.c.dataset_serial.label("parent_serial"),
                 fg.id.label("frames_global_id"), fg.storage_dir.label("frames_storage_dir"),
                 fg.metadata_json.label("frames_metadata"), *(getattr(fg, name) for name in LAYOUT_COLUMNS),
@@ -177,6 +179,9 @@ class DatasetLookups:
                 counts.c.nbr_rows,
                 _file_global.c.file_name,
                 _file_global.c.sha256,
+                _data_set.c.storage,
+                _data_set.c.storage_access,
+                _data_set.c.s3_endpoint_url,
             )
             .select_from(
                 _data_set.outerjoin(_frames_global, _frames_global.c.dataset_id == _data_set.c.id)
@@ -196,5 +201,5 @@ class DatasetLookups:
             else:
                 nbr_rows = 1 if row["file_name"] is not None else 0
             locations.append(DatasetLocation(row["dataset_serial"], bool(row["frames"]), row["storage_dir"],
-                                             nbr_rows, row["file_name"], row["sha256"]))
+                                             nbr_rows, row["file_name"], row["sha256"], location_from(row)))
         return locations

@@ -16,6 +16,7 @@ class DatasetRecord:
     description: str | None = None
     microscope: str | None = None
     parent_serial: str | None = None
+    location: StorageLocation | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class DatasetLocation:
     """Where a registered dataset's objects are, and how many rows name them (for ``data_verify``).
 
     ``nbr_rows`` counts its frames rows, or is 1 for its file (0 if neither is registered).
+    ``location`` is where it was stored (None if not recorded).
     """
 
     serial: str
@@ -120,6 +122,7 @@ class DatasetLocation:
     nbr_rows: int
     file_name: str | None = None
     sha256: str | None = None
+    location: StorageLocation | None = None
 
 
 # The frames columns, in the order of FrameRow's fields.
@@ -128,3 +131,17 @@ FRAME_COLUMNS = tuple(f.name for f in dataclasses.fields(FrameRow))
 FRAME_COLUMNS_WITHOUT_METADATA = tuple(c for c in FRAME_COLUMNS if c != "metadata_json")
 # The frames_global columns that describe a frames dataset's layout, in table order.
 LAYOUT_COLUMNS = tuple(f.name for f in dataclasses.fields(FramesLayout))
+
+
+def location_values(location: StorageLocation | None) -> dict:
+    """The data_set columns that record ``location``."""
+    if location is None:
+        return {"storage": None, "storage_access": None, "s3_endpoint_url": None}
+    return {"storage": location.kind, "storage_access": location.access, "s3_endpoint_url": location.s3_endpoint_url}
+
+
+def location_from(row) -> StorageLocation | None:
+    """The location recorded in a row holding the data_set columns ``storage``, ``storage_access``, ``s3_endpoint_url``."""
+    if row["storage"] is None:
+        return None
+    return StorageLocation(row["storage"], row["storage_access"], row["s3_endpoint_url"])

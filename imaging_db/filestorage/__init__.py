@@ -101,10 +101,10 @@ class StorageLocation:
     s3_endpoint_url: str | None = None
 
     @classmethod
-    def of(cls, storage: DataStorage) -> "StorageLocation":
-        """The location of an open storage (made by :func:`make_storage`)."""
+    def of(cls, storage: DataStorage) -> "StorageLocation | None":
+        """The location of an open storage; None if it was not made by :func:`make_storage` (no registered name)."""
         if storage.kind is None:
-            raise ValueError(f"{storage.describe()} was not made by make_storage: its kind is unknown")
+            return None
         return cls(storage.kind, *storage.settings())
 
     def overridden(self, storage: str | None = None, storage_access: str | None = None,

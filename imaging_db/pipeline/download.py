@@ -25,7 +25,7 @@ from imaging_db.faults import fault_point
 from imaging_db.filestorage import DataStorage
 from imaging_db.metadata.dataset_id import parse_dataset_id
 from imaging_db.pipeline.frame_reader import checked_key, corrupt, read_frames
-from imaging_db.pipeline.stores import open_for_reading
+from imaging_db.pipeline.stores import DatasetStorages, open_for_reading
 
 logger = logging.getLogger(__name__)
 
@@ -134,22 +134,23 @@ def _remove_dead_partials(dest: Path, serial: str) -> None:
 
 
 class Downloader:
-    """Fetches datasets from one database and one storage.
+    """Fetches datasets from one database, each from its own storage.
 
     Parameters
     ----------
     database : Database
-    storage : DataStorage
+    storages : DatasetStorages
+        Gives each dataset's storage (:meth:`DatasetStorages.fixed` for one storage for all).
     nbr_workers : int
         Threads fetching and verifying objects.
     progress : bool or None
         Show a tqdm progress bar (None: only on a terminal).
     """
 
-    def __init__(self, database: Database, storage: DataStorage, nbr_workers: int = 1,
+    def __init__(self, database: Database, storages: DatasetStorages, nbr_workers: int = 1,
                  progress: bool | None = None):
         self.database = database
-        self.storage = storage
+        self.storages = storages
         self.nbr_workers = max(1, int(nbr_workers))
         self.progress = progress
 
@@ -203,11 +204,12 @@ class Downloader:
             if metadata:
                 files += self._write_metadata(temp, info, rows)
             if download:
+                storage = self.storages.for_dataset(info.location)
                 if info.layout is not None:
-                    nbytes = self._write_frames(info, rows, temp)
+                    nbytes = self._write_frames(storage, info, rows, temp)
                     files += [row.file_name for row in rows]
                 else:
-                    nbytes = self._fetch_file(info, temp)
+                    nbytes = self._fetch_file(storage, info, temp)
                     files.append(info.file_name)
             fault_point("download.before_rename")
             try:
@@ -265,7 +267,7 @@ class Downloader:
             written.append(FRAMES_META_FILE)
         return written
 
-    def _write_frames(self, info: DatasetInfo, rows: list[FrameRow], folder: Path) -> int:
+    def _write_frames(self, storage: DataStorage, info: DatasetInfo, rows: list[FrameRow], folder: Path) -> int:
         def write(row: FrameRow, data: bytes) -> int:  # on the reader's worker threads
             path = folder / row.file_name
             try:
@@ -275,34 +277,36 @@ class Downloader:
             fault_point("download.frame_written")
             return len(data)
 
-        return sum(size for _, size in read_frames(self.storage, info, rows, self.nbr_workers, self.progress,
+        return sum(size for _, size in read_frames(storage, info, rows, self.nbr_workers, self.progress,
                                                     then=write))
 
-    def _fetch_file(self, info: DatasetInfo, folder: Path) -> int:
+    def _fetch_file(self, storage: DataStorage, info: DatasetInfo, folder: Path) -> int:
         key = checked_key(info.serial, info.storage_dir, info.file_name, "file name")
         path = folder / info.file_name
-        self.storage.get_file(key, path)
+        storage.get_file(key, path)
         with open(path, "rb") as handle:
             digest = hashlib.file_digest(handle, "sha256").hexdigest()
         if digest != info.sha256:
-            raise corrupt(self.storage, info.serial, "file", info.file_name, digest, info.sha256)
+            raise corrupt(storage, info.serial, "file", info.file_name, digest, info.sha256)
         return path.stat().st_size
 
 
 def download_dataset(dataset_serial: str, dest: str | Path, login: str | Path | None = None,
                      selection: FrameSelection | None = None, metadata: bool = True, download: bool = True,
-                     storage: str = "local", storage_access: str | None = None,
+                     storage: str | None = None, storage_access: str | None = None,
                      s3_endpoint_url: str | None = None, nbr_workers: int | None = None,
                      progress: bool | None = None) -> DownloadResult:
     """Download one dataset: the library behind ``data_downloader``.
 
+    The dataset is read from the storage its record names; ``storage``,
+    ``storage_access`` and ``s3_endpoint_url`` override it (data moved).
     See :meth:`Downloader.download` for what is written and raised.
     """
-    database, data_storage, workers = open_for_reading(
+    database, storages, workers = open_for_reading(
         login, storage, storage_access, s3_endpoint_url, nbr_workers,
         missing=f"dataset {dataset_serial} cannot be looked up", doing=f"looking up dataset {dataset_serial}")
     try:
-        return Downloader(database, data_storage, workers, progress).download(
+        return Downloader(database, storages, workers, progress).download(
             dataset_serial, dest, selection, metadata=metadata, download=download)
     finally:
         database.dispose()

@@ -15,7 +15,7 @@ from pathlib import Path
 from imaging_db.database.db_ops import Database, DatasetRecord
 from imaging_db.errors import DatasetExistsError, ImagingDBError, InputError
 from imaging_db.faults import fault_point
-from imaging_db.filestorage import DataStorage, StoredObject
+from imaging_db.filestorage import DataStorage, StorageLocation, StoredObject
 from imaging_db.metadata.upload_config import UploadConfig, apply_overrides, load_upload_config
 from imaging_db.metadata.upload_csv import UploadRow, read_upload_csv
 from imaging_db.pipeline import keys
@@ -122,6 +122,7 @@ class Uploader:
             description=row.description,
             microscope=self.config.microscope,
             parent_serial=row.parent_dataset_id.serial if row.parent_dataset_id else None,
+            location=StorageLocation.of(self.storage),
         )
 
     def _max_in_flight(self, held_bytes: int) -> int:

@@ -31,14 +31,14 @@ from typing import Sequence
 from imaging_db.database.db_ops import Database
 from imaging_db.database.records import DatasetLocation
 from imaging_db.errors import DatasetClaimedError, ImagingDBError, InputError, NotFoundError, StorageError
-from imaging_db.filestorage import DataStorage
+from imaging_db.filestorage import DataStorage, StorageLocation
 from imaging_db.filestorage.data_storage import check_key
 from imaging_db.metadata.dataset_id import parse_dataset_id
 from imaging_db.images.png import decode_png
 from imaging_db.pipeline.progress import progress_bar
 from imaging_db.pipeline.storage_index import (Listing, References, is_group_prefix, list_everything, listing_under,
                                                own_prefixes, recorded_checksums, storage_dir_of)
-from imaging_db.pipeline.stores import open_for_reading
+from imaging_db.pipeline.stores import DatasetStorages, open_for_reading
 from imaging_db.pipeline.verify_report import (NO_DATASET_ID, REGISTERED_MEANWHILE, ROWS_ELSEWHERE, UPLOAD_IN_PROGRESS,
                                                CorruptObject, DatasetReport, OrphanPrefix, UnreadableObject,
                                                VerifyReport)
@@ -325,20 +325,49 @@ def _pixel_sha256(data: bytes) -> str | None:
 
 
 def verify_datasets(dataset_serials: Sequence[str] | None, login: str | Path | None = None,
-                    storage: str = "local", storage_access: str | None = None,
+                    storage: str | None = None, storage_access: str | None = None,
                     s3_endpoint_url: str | None = None, nbr_workers: int | None = None,
                     remove_orphans: bool = False, progress: bool | None = None) -> VerifyReport:
     """Verify the given datasets, or all (None): the library behind ``data_verify``.
 
-    See :meth:`Verifier.verify` for what is checked, removed and raised.
+    The storage is the one the datasets' records name, with ``storage``,
+    ``storage_access`` and ``s3_endpoint_url`` applied over it; datasets
+    recorded in several storages are verified one storage at a time, named by
+    the user. See :meth:`Verifier.verify` for what is checked, removed and raised.
+
+    Raises
+    ------
+    InputError
+        If the datasets are in several storages and none is named.
     """
     if dataset_serials is not None:
         for serial in dataset_serials:
             parse_dataset_id(serial)
-    database, data_storage, workers = open_for_reading(login, storage, storage_access, s3_endpoint_url,
-                                                       nbr_workers, missing="nothing to verify",
-                                                       doing="listing datasets")
+    database, storages, workers = open_for_reading(login, storage, storage_access, s3_endpoint_url,
+                                                   nbr_workers, missing="nothing to verify",
+                                                   doing="listing datasets")
     try:
+        data_storage = storages.open(_one_location(database, storages, dataset_serials))
         return Verifier(database, data_storage, workers, progress).verify(dataset_serials, remove_orphans)
     finally:
         database.dispose()
+
+
+def _one_location(database: Database, storages: DatasetStorages, serials: Sequence[str] | None) -> StorageLocation:
+    """The one storage that the datasets (None: all) are read from.
+
+    Raises
+    ------
+    InputError
+        If their records name several and the user named none.
+    """
+    wanted = None if serials is None else {parse_dataset_id(s).serial for s in serials}
+    recorded = {loc.location for loc in database.dataset_locations() if wanted is None or loc.serial in wanted}
+    if storages.given():
+        return storages.location(None)
+    located = sorted({storages.location(r) for r in recorded}, key=str)
+    if len(located) > 1:
+        names = ", ".join(f"{location.kind} {location.access or '(default)'}" for location in located)
+        raise InputError(f"the datasets to verify are in {len(located)} storages ({names}): "
+                         "verify one at a time, naming it with --storage and --storage_access")
+    return located[0] if located else storages.location(None)

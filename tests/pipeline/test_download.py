@@ -9,6 +9,7 @@ from imaging_db.database.db_ops import DatasetRecord
 from imaging_db.database.records import DatasetInfo, FramesLayout
 from imaging_db.errors import StorageError
 from imaging_db.pipeline.download import Downloader, FrameSelection
+from imaging_db.pipeline.stores import DatasetStorages
 
 ID = "ML-2018-11-07-09-35-54-0010"
 
@@ -71,7 +72,7 @@ def test_failed_fetch_leaves_no_folder(tmp_path, database, storage):
          "metadata_json": {}},
         rows,
     )
-    downloader = Downloader(database, storage, nbr_workers=2, progress=False)
+    downloader = Downloader(database, DatasetStorages.fixed(storage), nbr_workers=2, progress=False)
     with pytest.raises(LookupError, match="im_c000_z004_t000_p000.png"):
         downloader.download(ID, tmp_path / "dl")
     assert list((tmp_path / "dl").iterdir()) == []
@@ -88,7 +89,7 @@ def test_unwritable_destination(tmp_path, database, storage):
         DatasetRecord(ID, datetime.datetime(2018, 11, 7, 9, 35, 54), frames=False),
         {"storage_dir": f"raw_files/{ID}", "file_name": "a.txt", "metadata_json": {}, "sha256": "0" * 64})
     with pytest.raises(StorageError, match=rf"dataset {ID}: cannot create a folder in .*file"):
-        Downloader(database, storage, progress=False).download(ID, blocker / "sub")
+        Downloader(database, DatasetStorages.fixed(storage), progress=False).download(ID, blocker / "sub")
 
 
 def test_download_path_imports_only_what_it_needs(tmp_path, imaging_home):
