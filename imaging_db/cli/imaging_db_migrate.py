@@ -9,16 +9,28 @@ if __package__ in (None, ""):  # run as `python imaging_db/cli/imaging_db_migrat
     sys.path[0] = str(Path(__file__).resolve().parents[2])
 
 from imaging_db.cli.cli_common import EXIT_FAILED, EXIT_OK, add_common_arguments, console_script
+from imaging_db.filestorage import StorageLocation, storage_names
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="imaging_db_migrate",
-        description="Upgrade a database to the schema this imaging_db uses, keeping every row. "
-                    "With --check, only print its schema revision (exit 1 when it needs upgrading).",
+        description="Upgrade a database to the schema this imaging_db uses, keeping every row; a database made "
+                    "by the original imagingDB is adopted in place. With --check, only print its schema revision "
+                    "and what upgrading would do (exit 1 when it needs upgrading).",
     )
     parser.add_argument("--login", help="database login JSON (default: embedded SQLite in $IMAGING_DB_HOME)")
-    parser.add_argument("--check", action="store_true", help="print the revision; exit 1 when behind or ahead")
+    parser.add_argument("--check", action="store_true",
+                        help="print the revision and what upgrading would do; exit 1 when behind or ahead")
+    default = parser.add_argument_group(
+        "default storage", "where datasets that record no storage are (those the original imagingDB uploaded); "
+        "recorded in the database after upgrading it")
+    default.add_argument("--default-storage", "--default_storage", dest="default_storage", choices=storage_names(),
+                         help="the backend")
+    default.add_argument("--default-storage-access", "--default_storage_access", dest="default_storage_access",
+                         metavar="DIR_OR_BUCKET", help="its folder or bucket")
+    default.add_argument("--default-s3-endpoint-url", "--default_s3_endpoint_url", dest="default_s3_endpoint_url",
+                         metavar="URL", help="its S3 endpoint, when not AWS")
     add_common_arguments(parser)
     return parser
 
@@ -28,11 +40,25 @@ def migrate_database(args: argparse.Namespace) -> int:
     from imaging_db.database import migrate
     from imaging_db.database.connection import load_login
     from imaging_db.database.db_ops import Database
+    from imaging_db.errors import InputError
 
+    default = None
+    if args.default_storage_access or args.default_s3_endpoint_url:
+        if not args.default_storage:
+            raise InputError("--default-storage-access and --default-s3-endpoint-url need --default-storage")
+    if args.default_storage:
+        if args.check:
+            raise InputError("--check only reports; it records no --default-storage")
+        default = StorageLocation(args.default_storage, args.default_storage_access, args.default_s3_endpoint_url)
+        default.open(max_connections=1)  # a bad setting (S3 without a bucket) is an error before anything is written
     database = Database(load_login(args.login), create=not args.check)
     try:
         with database.errors("reading the schema revision"), database.engine.connect() as conn:
             revision = migrate.database_revision(conn)
+            adoption = migrate.adopt.plan(conn) if args.check and revision == migrate.adopt.ORIGINAL else None
+        if adoption is not None:
+            print(adoption.describe(database.describe()))
+            return EXIT_FAILED
         if args.check:
             problem = migrate.schema_problem(revision, database.describe())
             if revision is None:
@@ -44,8 +70,15 @@ def migrate_database(args: argparse.Namespace) -> int:
         before, after = migrate.upgrade(database.engine, database.describe())
         if before == after:
             print(f"database {database.describe()}: schema revision {after}, already up to date")
+        elif before == migrate.adopt.ORIGINAL:
+            print(f"database {database.describe()}: the original imagingDB's database adopted, every row kept; "
+                  f"schema now at revision {after}")
         else:
             print(f"database {database.describe()}: schema upgraded from revision {before or 'empty'} to {after}")
+        if default is not None:
+            database.set_default_location(default)
+            print(f"database {database.describe()}: datasets that record no storage are read from "
+                  f"{default.open(max_connections=1).describe()}")
         return EXIT_OK
     finally:
         database.dispose()

@@ -15,10 +15,11 @@ from imaging_db.database import migrate, schema
 from imaging_db.database.bulk_insert import insert_frame_rows
 from imaging_db.database.claims import Claim, claim_dataset
 from imaging_db.database.connection import first_line, make_engine, safe_url
-from imaging_db.database.lookups import DatasetLookups
+from imaging_db.database.lookups import DEFAULT_STORAGE_SETTINGS, DatasetLookups
 from imaging_db.database.records import (FRAME_COLUMNS, FRAME_COLUMNS_WITHOUT_METADATA, DatasetInfo, DatasetLocation,
                                          DatasetRecord, FrameRow, location_values)
 from imaging_db.errors import DatabaseError, DatasetExistsError, InputError
+from imaging_db.filestorage import StorageLocation
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,17 @@ class Database(DatasetLookups):
         if problem:
             raise DatabaseError(problem)
         return revision
+
+    def set_default_location(self, location: StorageLocation | None) -> None:
+        """Record where datasets that record no storage are (None: forget it); see :meth:`default_location`."""
+        settings = schema.imaging_db_settings
+        values = dict(zip(DEFAULT_STORAGE_SETTINGS, location_values(location).values()))
+        with self.errors("recording the default storage"), self.engine.begin() as conn:
+            conn.execute(settings.delete().where(settings.c.name.in_(DEFAULT_STORAGE_SETTINGS)))
+            rows = [{"name": name, "value": value} for name, value in values.items() if value is not None]
+            if rows:
+                conn.execute(settings.insert(), rows)
+        self._default = None
 
     def claim(self, serial: str) -> Claim:
         """Claim dataset id ``serial`` for this run until the claim is released (or the process ends).

@@ -10,13 +10,17 @@ import sqlalchemy as sa
 from imaging_db.database import schema
 from imaging_db.database.connection import first_line
 from imaging_db.database.records import (FRAME_COLUMNS, FRAME_COLUMNS_WITHOUT_METADATA, LAYOUT_COLUMNS, DatasetInfo,
-                                         DatasetLocation, FrameRow, FramesLayout, location_from)
+                                         DatasetLocation, FrameRow, FramesLayout, LOCATION_COLUMNS, location_from)
+from imaging_db.filestorage import StorageLocation
 from imaging_db.errors import DatabaseError, NotFoundError
 
 _data_set = schema.data_set
 _frames_global = schema.frames_global
 _frames = schema.frames
 _file_global = schema.file_global
+_settings = schema.imaging_db_settings
+# The imaging_db_settings names of the default storage, in the order of LOCATION_COLUMNS.
+DEFAULT_STORAGE_SETTINGS = ("default_storage", "default_storage_access", "default_s3_endpoint_url")
 INDEX_COLUMNS = ("channel_name", "channel_idx", "slice_idx", "time_idx", "pos_idx")
 
 
@@ -30,7 +34,7 @@ def _frames_global_id(serial: str) -> sa.ScalarSelect:
     )
 
 
-def _dataset_info(row: sa.RowMapping) -> DatasetInfo:
+def _dataset_info(row: sa.RowMapping, default: StorageLocation | None) -> DatasetInfo:
     frames_dataset = row["frames_global_id"] is not None
     file_dataset = row["file_name"] is not None
     return DatasetInfo(
@@ -45,7 +49,7 @@ def _dataset_info(row: sa.RowMapping) -> DatasetInfo:
         file_name=row["file_name"],
         sha256=row["file_sha256"] if file_dataset else None,
         metadata=row["frames_metadata"] if frames_dataset else row["file_metadata"] if file_dataset else None,
-        location=location_from(row),
+        location=location_from(row) or default,
     )
 
 
@@ -53,6 +57,20 @@ class DatasetLookups:
     """The read queries of :class:`imaging_db.database.db_ops.Database` (which supplies engine and errors)."""
 
     engine: sa.Engine
+    _default: tuple[StorageLocation | None] | None = None
+
+    def default_location(self) -> StorageLocation | None:
+        """Where datasets that record no storage are (``imaging_db_migrate --default-storage``); None if unset.
+
+        Read once per Database.
+        """
+        if self._default is None:
+            with self.errors("reading the default storage"), self.engine.connect() as conn:
+                values = dict(conn.execute(sa.select(_settings.c.name, _settings.c.value)
+                                           .where(_settings.c.name.in_(DEFAULT_STORAGE_SETTINGS))).all())
+            self._default = (location_from({column: values.get(name) for column, name in
+                                            zip(LOCATION_COLUMNS, DEFAULT_STORAGE_SETTINGS)}),)
+        return self._default[0]
 
     def get_dataset(self, serial: str) -> DatasetInfo:
         """Return dataset ``serial``'s record, in one query.
@@ -101,7 +119,7 @@ class DatasetLookups:
             raise failure from exc
         if row is None:
             raise NotFoundError(f"dataset {serial} is not in the database {self.describe()}")
-        return _dataset_info(row)
+        return _dataset_info(row, self.default_location())
 
     def get_frames(
         self,
@@ -201,5 +219,6 @@ class DatasetLookups:
             else:
                 nbr_rows = 1 if row["file_name"] is not None else 0
             locations.append(DatasetLocation(row["dataset_serial"], bool(row["frames"]), row["storage_dir"],
-                                             nbr_rows, row["file_name"], row["sha256"], location_from(row)))
+                                             nbr_rows, row["file_name"], row["sha256"],
+                                             location_from(row) or self.default_location()))
         return locations

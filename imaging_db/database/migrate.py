@@ -12,7 +12,7 @@ from typing import Iterator
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from imaging_db.database import schema
+from imaging_db.database import adopt, schema
 from imaging_db.database.claims import schema_lock
 from imaging_db.database.connection import first_line
 from imaging_db.errors import DatabaseError
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # The newest revision in migrations/versions: the schema this code reads and writes (a test checks it).
-HEAD = "0003"
+HEAD = "0004"
 # The revision of a database imaging_db made before it used migrations (tables, no alembic_version).
 FIRST = "0001"
 
@@ -30,13 +30,14 @@ def database_revision(conn: sa.Connection) -> str | None:
     """The alembic revision of the database; None when it holds no imaging_db tables.
 
     A database with imaging_db tables but no version table was made before
-    migrations existed, at revision FIRST.
+    migrations existed, at revision FIRST, or by the original imagingDB
+    (its create_all made no version table): adopt.ORIGINAL.
     """
     inspector = sa.inspect(conn)
     if not inspector.has_table("data_set"):
         return None
     if not inspector.has_table("alembic_version"):
-        return FIRST
+        return adopt.ORIGINAL if adopt.is_original(conn) else FIRST
     return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
 
@@ -44,6 +45,13 @@ def schema_problem(revision: str | None, describe: str) -> str | None:
     """One line saying what to run when a database at ``revision`` is not at this code's HEAD, else None."""
     if revision is None or revision == HEAD:
         return None
+    if revision == adopt.ORIGINAL:
+        return (f"database {describe} was made by the original imagingDB (revision {revision}): adopt it with "
+                "`imaging_db_migrate` (given the same --login; with --check it first shows what would change)")
+    if revision in adopt.ORIGINAL_OLDER:
+        return (f"database {describe} was made by an older original imagingDB (revision {revision}): bring it to "
+                f"its last revision {adopt.ORIGINAL} with the original imagingDB's alembic, then run "
+                "`imaging_db_migrate`")
     if _is_known(revision):
         return (f"database {describe} has an older schema (revision {revision}, this imaging_db needs {HEAD}): "
                 "upgrade it with `imaging_db_migrate` (given the same --login)")
@@ -126,7 +134,14 @@ def upgrade(engine: Engine, describe: str) -> tuple[str | None, str]:
     try:
         with _migration_connection(engine, describe) as conn:
             before = database_revision(conn)
-            if before is not None and not _is_known(before):
+            if before == adopt.ORIGINAL:
+                adoption = adopt.plan(conn)
+                if adoption.problems:
+                    raise DatabaseError(adoption.describe(describe))
+                adopt.adopt(conn, adoption)
+                logger.info("database %s: the original imagingDB's tables adopted at revision %s", describe,
+                            adopt.ADOPTED_AT)
+            elif before is not None and not _is_known(before):
                 raise DatabaseError(schema_problem(before, describe))
             if before == HEAD:
                 return before, HEAD

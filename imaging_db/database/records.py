@@ -133,11 +133,15 @@ FRAME_COLUMNS_WITHOUT_METADATA = tuple(c for c in FRAME_COLUMNS if c != "metadat
 LAYOUT_COLUMNS = tuple(f.name for f in dataclasses.fields(FramesLayout))
 
 
+# The data_set columns recording where a dataset's objects are.
+LOCATION_COLUMNS = ("storage", "storage_access", "s3_endpoint_url")
+
+
 def location_values(location: StorageLocation | None) -> dict:
     """The data_set columns that record ``location``."""
     if location is None:
-        return {"storage": None, "storage_access": None, "s3_endpoint_url": None}
-    return {"storage": location.kind, "storage_access": location.access, "s3_endpoint_url": location.s3_endpoint_url}
+        return dict.fromkeys(LOCATION_COLUMNS)
+    return dict(zip(LOCATION_COLUMNS, (location.kind, location.access, location.s3_endpoint_url)))
 
 
 def location_from(row) -> StorageLocation | None:

@@ -168,7 +168,8 @@ frames = sa.Table(
     sa.Column("channel_name", sa.Text),
     sa.Column("file_name", sa.Text, nullable=False),
     sa.Column("metadata_json", JSON_METADATA),
-    sa.Column("sha256", sa.String(64), nullable=False),
+    # The stored PNG's sha256; NULL only in rows the original imagingDB wrote before it kept checksums.
+    sa.Column("sha256", sa.String(64)),
     # Serves every c/z/t/p filter of a dataset and forbids duplicate frames.
     sa.Index("ix_frames_global_ctzp", "frames_global_id", "channel_idx", "slice_idx", "time_idx", "pos_idx",
              unique=True),
@@ -181,5 +182,13 @@ file_global = sa.Table(
     *_global_columns(),
     sa.Column("file_name", sa.Text, nullable=False),
     sa.Column("metadata_json", JSON_METADATA),
-    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("sha256", sa.String(64)),  # NULL only in rows of the original imagingDB from before checksums
+)
+
+# Settings of the database itself, by name (e.g. the storage of datasets that record none).
+imaging_db_settings = sa.Table(
+    "imaging_db_settings",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text),
 )

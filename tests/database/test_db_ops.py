@@ -232,7 +232,7 @@ def test_duplicate_frames_roll_back_everything(database):
 
 
 def test_bad_frame_columns_roll_back_everything(database):
-    frames = [_frame(0, 0, 0, 0), {**_frame(1, 0, 0, 0), "sha256": None}]
+    frames = [_frame(0, 0, 0, 0), {**_frame(1, 0, 0, 0), "file_name": None}]
     with pytest.raises(DatabaseError, match=rf"^dataset {SERIAL}: "):
         _insert(database, frames=frames)
     assert (_count(database, "data_set"), _count(database, "frames_global"), _count(database, "frames")) == (0, 0, 0)

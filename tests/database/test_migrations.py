@@ -11,7 +11,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 
 from imaging_db.cli import data_downloader, data_uploader, imaging_db_migrate
-from imaging_db.database import migrate, schema
+from imaging_db.database import migrate
 from imaging_db.database.db_ops import Database
 from imaging_db.errors import DatabaseError
 

@@ -100,3 +100,19 @@ def test_resolving_a_location():
     assert resolve_location(s3, storage="local") == StorageLocation("local")
     assert resolve_location(None) == StorageLocation("local")
     assert resolve_location(None, "s3", "b") == StorageLocation("s3", "b")
+
+
+def test_a_default_storage_set_once_serves_datasets_that_record_none(tmp_path, db_url, login_file, capsys):
+    from imaging_db.cli import imaging_db_migrate
+
+    _upload(tmp_path, login_file, {"storage": "local", "storage_access": str(tmp_path / "nas"), "s3_endpoint_url": None})
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:  # as the original imagingDB's datasets: no storage recorded
+        conn.execute(sa.text("UPDATE data_set SET storage = NULL, storage_access = NULL"))
+    engine.dispose()
+    assert imaging_db_migrate.main(["--login", str(login_file), "--default-storage", "local",
+                                    "--default-storage-access", str(tmp_path / "nas")]) == 0
+    assert "already up to date" in capsys.readouterr().out
+    assert _download(ID, tmp_path / "dl", login_file) == 0
+    check_downloaded(tmp_path / "dl" / ID, _frames())
+    assert data_verify.main(["--all", "--login", str(login_file), "--no-progress"]) == 0
