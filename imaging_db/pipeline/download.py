@@ -284,6 +284,10 @@ class Downloader:
         key = checked_key(info.serial, info.storage_dir, info.file_name, "file name")
         path = folder / info.file_name
         storage.get_file(key, path)
+        if info.sha256 is None:
+            logger.warning("dataset %s: file %s has no recorded checksum (uploaded by the original imagingDB before "
+                           "it kept them); it is downloaded without verification", info.serial, info.file_name)
+            return path.stat().st_size
         with open(path, "rb") as handle:
             digest = hashlib.file_digest(handle, "sha256").hexdigest()
         if digest != info.sha256:

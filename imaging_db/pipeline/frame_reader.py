@@ -9,6 +9,7 @@ exports build on it too, so every reader checks what it reads the same way.
 import collections
 import concurrent.futures
 import hashlib
+import logging
 from typing import Callable, Iterator, Sequence, TypeVar
 
 from imaging_db.database.records import DatasetInfo, FrameRow
@@ -17,6 +18,7 @@ from imaging_db.filestorage import DataStorage
 from imaging_db.filestorage.data_storage import check_key
 from imaging_db.pipeline.progress import progress_bar
 
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 # Names longer than this cannot be files on the usual file systems.
 _MAX_NAME_BYTES = 255
@@ -51,8 +53,38 @@ def corrupt(storage: DataStorage, serial: str, what: str, name: str, digest: str
                           f"sha256 {digest} does not match the recorded {recorded}")
 
 
-def verified(storage: DataStorage, serial: str, key: str, name: str, sha256: str) -> bytes:
+def pixel_checked(data: bytes, sha256: str) -> bytes | None:
+    """A frame the original imagingDB stored, checked by its rule: ``sha256`` is that of the frame's pixel bytes.
+
+    Returns the PNG to hand out, or None if the pixels do not match. The
+    original wrote colour frames through OpenCV, which takes arrays as BGR:
+    when only the pixels with their channels reversed match, the stored PNG
+    holds them reversed, and a PNG of the true RGB frame is returned.
+    """
+    import numpy as np  # imported here: downloads of imaging_db's own frames never decode
+
+    from imaging_db.images.png import decode_png, encode_png
+
+    try:
+        pixels = decode_png(data)
+    except IntegrityError:
+        return None
+    if hashlib.sha256(pixels.tobytes()).hexdigest() == sha256:
+        return data
+    if pixels.ndim == 3:
+        reversed_order = np.ascontiguousarray(pixels[..., ::-1])
+        if hashlib.sha256(reversed_order.tobytes()).hexdigest() == sha256:
+            return encode_png(reversed_order)
+    return None
+
+
+def verified(storage: DataStorage, serial: str, key: str, name: str, sha256: str | None) -> bytes:
     """Return the frame under ``key`` once its sha256 matches the recorded one.
+
+    The recorded sha256 is that of the stored PNG, or, in rows of the original
+    imagingDB, of the frame's pixels (see :func:`pixel_checked`). A row without
+    one (the original's before 2019) cannot be checked: its frame is returned
+    as read (:func:`read_frames` says so).
 
     Raises
     ------
@@ -62,10 +94,23 @@ def verified(storage: DataStorage, serial: str, key: str, name: str, sha256: str
         If it cannot be read.
     """
     data = storage.get(key)
+    if sha256 is None:
+        return data
     digest = hashlib.sha256(data).hexdigest()
     if digest != sha256:
-        raise corrupt(storage, serial, "frame", name, digest, sha256)
+        checked = pixel_checked(data, sha256)
+        if checked is None:
+            raise corrupt(storage, serial, "frame", name, digest, sha256)
+        return checked
     return data
+
+
+def warn_unchecked(serial: str, rows: Sequence[FrameRow]) -> None:
+    """Log that frames without a recorded checksum are handed out unverified."""
+    unchecked = sum(row.sha256 is None for row in rows)
+    if unchecked:
+        logger.warning("dataset %s: %d of %d frame(s) have no recorded checksum (uploaded by the original imagingDB "
+                       "before it kept them); they are read without verification", serial, unchecked, len(rows))
 
 
 def _fetch(storage: DataStorage, serial: str, key: str, row: FrameRow,
@@ -99,6 +144,7 @@ def read_frames(storage: DataStorage, dataset: DatasetInfo, rows: Sequence[Frame
         If an object cannot be read. Objects not yet fetched are then not fetched.
     """
     keys = [checked_key(dataset.serial, dataset.storage_dir, row.file_name, "frame file name") for row in rows]
+    warn_unchecked(dataset.serial, rows)
     threads = max(1, nbr_workers, storage.parallel_requests)
     with concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="imaging_db-read") as pool, \
             progress_bar(len(rows), dataset.serial, "frame", progress) as bar:

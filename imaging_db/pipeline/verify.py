@@ -30,11 +30,11 @@ from typing import Sequence
 
 from imaging_db.database.db_ops import Database
 from imaging_db.database.records import DatasetLocation
-from imaging_db.errors import DatasetClaimedError, ImagingDBError, InputError, NotFoundError, StorageError
+from imaging_db.errors import DatasetClaimedError, InputError, NotFoundError, StorageError
 from imaging_db.filestorage import DataStorage, StorageLocation
 from imaging_db.filestorage.data_storage import check_key
 from imaging_db.metadata.dataset_id import parse_dataset_id
-from imaging_db.images.png import decode_png
+from imaging_db.pipeline.frame_reader import pixel_checked
 from imaging_db.pipeline.progress import progress_bar
 from imaging_db.pipeline.storage_index import (Listing, References, is_group_prefix, list_everything, listing_under,
                                                own_prefixes, recorded_checksums, storage_dir_of)
@@ -216,7 +216,7 @@ class Verifier:
             else:
                 data = self.storage.get(key)
                 actual = hashlib.sha256(data).hexdigest()
-                if actual != recorded and _pixel_sha256(data) == recorded:
+                if actual != recorded and pixel_checked(data, recorded) is not None:
                     actual = recorded  # the original imagingDB's rule: sha256 of the pixels
                 del data
         except NotFoundError:  # removed since it was listed
@@ -314,14 +314,6 @@ class Verifier:
                 found += partials
                 removed += partials
         return found
-
-
-def _pixel_sha256(data: bytes) -> str | None:
-    """sha256 of a PNG's pixel bytes (the original imagingDB's checksum), or None if it does not decode."""
-    try:
-        return hashlib.sha256(decode_png(data).tobytes()).hexdigest()
-    except ImagingDBError:
-        return None
 
 
 def verify_datasets(dataset_serials: Sequence[str] | None, login: str | Path | None = None,
