@@ -16,7 +16,6 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from imaging_db.database.db_ops import Database
 from imaging_db.database.records import FRAME_COLUMNS_WITHOUT_METADATA, DatasetInfo, FrameRow
@@ -25,6 +24,7 @@ from imaging_db.faults import fault_point
 from imaging_db.filestorage import DataStorage
 from imaging_db.metadata.dataset_id import parse_dataset_id
 from imaging_db.pipeline.frame_reader import checked_key, corrupt, read_frames
+from imaging_db.pipeline.selection import FrameSelection, select_frames
 from imaging_db.pipeline.stores import DatasetStorages, open_for_reading
 
 logger = logging.getLogger(__name__)
@@ -32,39 +32,6 @@ logger = logging.getLogger(__name__)
 GLOBAL_METADATA_FILE = "global_metadata.json"
 FRAMES_META_FILE = "frames_meta.csv"
 FRAMES_META_COLUMNS = FRAME_COLUMNS_WITHOUT_METADATA
-
-
-@dataclass
-class FrameSelection:
-    """Which frames to fetch; None means all along that axis.
-
-    ``channels`` holds names, or indices when every entry is an integer.
-    """
-
-    channels: Sequence[str | int] | None = None
-    slices: Sequence[int] | None = None
-    times: Sequence[int] | None = None
-    positions: Sequence[int] | None = None
-
-    def is_empty(self) -> bool:
-        return all(v is None for v in (self.channels, self.slices, self.times, self.positions))
-
-    def channel_filter(self) -> tuple[list[int] | None, list[str] | None]:
-        """Return (channel indices, channel names): indices when every channel given is an integer."""
-        if self.channels is None:
-            return None, None
-        values = [str(c).strip() for c in self.channels]
-        if all(v.lstrip("-").isdigit() for v in values):
-            return [int(v) for v in values], None
-        return None, values
-
-    def describe(self) -> str:
-        parts = []
-        for name, values in (("channels", self.channels), ("slices", self.slices),
-                             ("times", self.times), ("positions", self.positions)):
-            if values is not None:
-                parts.append(f"{name} {list(values)}")
-        return ", ".join(parts) or "no filter"
 
 
 @dataclass
@@ -184,7 +151,7 @@ class Downloader:
         info = self.database.get_dataset(serial)
 
         if info.layout is not None:
-            rows = self._select_frames(serial, selection)
+            rows = select_frames(self.database, serial, selection)
         else:
             if not selection.is_empty():
                 raise InputError(f"dataset {serial} is a file dataset: channel/slice/time/position filters do not apply")
@@ -222,38 +189,6 @@ class Downloader:
             raise
         nbr_frames = len(rows) if download else 0
         return DownloadResult(serial, target, nbr_frames, nbytes, time.perf_counter() - start, files)
-
-    def _select_frames(self, serial: str, selection: FrameSelection) -> list[FrameRow]:
-        channel_ids, channel_names = selection.channel_filter()
-        rows = self.database.get_frames(
-            serial,
-            channel_ids=channel_ids,
-            channel_names=channel_names,
-            slice_ids=selection.slices,
-            time_ids=selection.times,
-            pos_ids=selection.positions,
-        )
-        # Every value asked for must be there: a typo must not silently shrink the download.
-        wanted = (
-            ("channel", "channel_idx", channel_ids),
-            ("channel", "channel_name", channel_names),
-            ("slice", "slice_idx", selection.slices),
-            ("time", "time_idx", selection.times),
-            ("position", "pos_idx", selection.positions),
-        )
-        missing = []
-        for label, column, values in wanted:
-            if values is not None:
-                present = {getattr(r, column) for r in rows}
-                missing += [f"{label} {v!r}" if isinstance(v, str) else f"{label} {v}" for v in values if v not in present]
-        if missing or not rows:
-            available = self.database.frame_index_values(serial)
-            raise NotFoundError(
-                f"dataset {serial}: no frames with {', '.join(missing) or selection.describe()}; "
-                f"it has channels {available['channel_name']} (indices {available['channel_idx']}), "
-                f"slices {available['slice_idx']}, times {available['time_idx']}, positions {available['pos_idx']}"
-            )
-        return rows
 
     def _write_metadata(self, folder: Path, info: DatasetInfo, rows: list[FrameRow]) -> list[str]:
         written = [GLOBAL_METADATA_FILE]
