@@ -1,6 +1,8 @@
 """The upload config JSON: schema, defaults and command-line overrides."""
 
 import dataclasses
+import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -8,12 +10,17 @@ import jsonschema
 
 from imaging_db.errors import InputError
 from imaging_db.filestorage import storage_class, storage_names
+from imaging_db.images.splitters import ALIASES as FORMAT_ALIASES
 from imaging_db.images.splitters import AUTO_FORMAT, splitter_names
 from imaging_db.json_files import load_json_file
 from imaging_db.json_text import text_problem
 from imaging_db.metadata.filename_parsers import FILENAME_PARSERS
 
+logger = logging.getLogger(__name__)
+
 UPLOAD_TYPES = ("frames", "file")
+# Keys the original imagingDB read under another name: its name -> ours.
+LEGACY_KEYS = {"schema_filename": "meta_schema"}
 
 def config_schema() -> dict:
     """The JSON Schema of an upload config; the format and storage names come from their registries."""
@@ -74,15 +81,60 @@ def _schema_error_line(path: str, error: jsonschema.ValidationError) -> str:
     return f"config file {path!r}: key {where!r}: {error.message}"
 
 
+def _original_spelling(source: str, old: str, new: str, what: str = "name") -> None:
+    logger.warning("%s: %s is the original imagingDB's %s; use %s", source, old, what, new)
+
+
+def current_spellings(data: dict, source: str = "<config>") -> dict:
+    """Return a copy of ``data`` with the original imagingDB's spellings replaced by ours.
+
+    Its key ``schema_filename`` becomes ``meta_schema``, its frames_format
+    names (``ome_tif``, ``tiff``, ...: see the splitters' ``ALIASES``) ours,
+    and ``upload_type`` and ``storage`` in another letter case (it lower-cased
+    them, e.g. ``"S3"``) lower case. Each logs one warning naming ``source``
+    and the current spelling. Anything else is left for validation.
+
+    Raises
+    ------
+    InputError
+        If ``schema_filename`` and ``meta_schema`` are both given and differ.
+    """
+    data = dict(data)
+    for old, new in LEGACY_KEYS.items():
+        if old not in data:
+            continue
+        value = data.pop(old)
+        if new in data and data[new] != value:
+            raise InputError(f"config file {source!r}: {old} {value!r} and {new} {data[new]!r} disagree; "
+                             f"keep only {new}")
+        data[new] = value
+        _original_spelling(source, json.dumps(old), json.dumps(new))
+    frames_format = data.get("frames_format")
+    if isinstance(frames_format, str) and frames_format in FORMAT_ALIASES and frames_format not in splitter_names():
+        data["frames_format"] = FORMAT_ALIASES[frames_format]
+        _original_spelling(source, f'"frames_format": {json.dumps(frames_format)}',
+                           json.dumps(data["frames_format"]))
+    for key, names in (("upload_type", UPLOAD_TYPES), ("storage", storage_names())):
+        value = data.get(key)
+        if isinstance(value, str) and value not in names and value.lower() in names:
+            data[key] = value.lower()
+            _original_spelling(source, f"{json.dumps(key)}: {json.dumps(value)}", json.dumps(data[key]),
+                               "spelling")
+    return data
+
+
 def parse_upload_config(data: dict, source: str = "<config>", base_dir: Path | None = None) -> UploadConfig:
     """Validate a config dict and turn it into an UploadConfig.
+
+    The original imagingDB's spellings are accepted, each with a warning
+    (:func:`current_spellings`).
 
     Parameters
     ----------
     data : dict
         The parsed config JSON.
     source : str
-        Where the config came from, for error messages.
+        Where the config came from, for error and warning messages.
     base_dir : Path, optional
         Folder against which a relative ``meta_schema`` path is also tried.
 
@@ -93,6 +145,7 @@ def parse_upload_config(data: dict, source: str = "<config>", base_dir: Path | N
     """
     if not isinstance(data, dict):
         raise InputError(f"config file {source!r} must hold a JSON object")
+    data = current_spellings(data, source)
     errors = sorted(
         jsonschema.Draft7Validator(config_schema()).iter_errors(data), key=lambda e: list(e.absolute_path)
     )

@@ -3,7 +3,8 @@
 ``SPLITTERS`` is the one list of frame formats: the names a config may give
 as ``frames_format``, the error that lists them and the choice of a format
 when none is given all read it. A new format is a ``Splitter`` subclass in
-its own module and one line here.
+its own module and one line here. ``ALIASES`` holds the original imagingDB's
+other names for these formats, which configs written for it still use.
 """
 
 from pathlib import Path
@@ -18,6 +19,15 @@ SPLITTERS: dict[str, type[Splitter]] = {
     "ome_tiff": OmeTiffSplitter,
     "tif_folder": TifFolderSplitter,
     "tif_id": TifIdSplitter,
+}
+# The original imagingDB's other names for the formats above (its aux_utils.get_splitter_class):
+# a config may give them, and is told the name here.
+ALIASES: dict[str, str] = {
+    "ome_tif": "ome_tiff",
+    "tiff": "ome_tiff",
+    "tiff_folder": "tif_folder",
+    "tiff_id": "tif_id",
+    "tif_video": "tif_id",  # the same ImageJ-described stack, under its name until 29 Nov 2018
 }
 # frames_format None or AUTO_FORMAT: the one splitter whose can_read accepts the path.
 AUTO_FORMAT = "auto"
@@ -73,6 +83,6 @@ def make_splitter(frames_format: str | None, path: Path, dataset_serial: str,
 
 
 __all__ = [
-    "AUTO_FORMAT", "Frame", "SPLITTERS", "Splitter", "OmeTiffSplitter", "TifFolderSplitter", "TifIdSplitter",
+    "ALIASES", "AUTO_FORMAT", "Frame", "SPLITTERS", "Splitter", "OmeTiffSplitter", "TifFolderSplitter", "TifIdSplitter",
     "make_splitter", "splitter_names",
 ]
