@@ -2,6 +2,7 @@
 
 import csv
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,8 +11,13 @@ from imaging_db.metadata.dataset_id import DatasetId, parse_dataset_id
 from imaging_db.json_text import text_problem
 from imaging_db.metadata.upload_config import resolve_input_path
 
+logger = logging.getLogger(__name__)
+
 REQUIRED_COLUMNS = ("dataset_id", "file_name")
 OPTIONAL_COLUMNS = ("description", "parent_dataset_id", "positions", "meta_schema")
+# Settings the original imagingDB's CSVs gave per row until December 2018, when they moved to its
+# config: read only to check that one config can stand for every row, then ignored.
+RETIRED_COLUMNS = ("upload_type", "frames_format", "microscope")
 _NONE_VALUES = {"", "none", "null", "nan"}
 
 
@@ -53,16 +59,42 @@ def _parse_positions(text: str, where: str) -> list[int]:
     return positions
 
 
+def _check_retired_columns(path: Path, header: list[str], records: list[tuple[int, dict]]) -> None:
+    """Warn once for each of the original imagingDB's per-row setting columns; refuse rows that differ in one."""
+    for column in RETIRED_COLUMNS:
+        if column not in header:
+            continue
+        values: dict[str, int] = {}  # value -> first line giving it
+        for line, raw in records:
+            value = _optional(next((v for k, v in raw.items() if (k or "").strip() == column), None))
+            if value is not None:
+                values.setdefault(value, line)
+        if len(values) > 1:
+            found = ", ".join(f"{value!r} on line {line}" for value, line in list(values.items())[:3])
+            raise InputError(
+                f"CSV file {str(path)!r}: column {column} differs between rows ({found}), but it is now one "
+                f"setting of the config for every row: split the CSV by {column} and remove the column")
+        said = f" (this CSV says {next(iter(values))!r})" if values else ""
+        logger.warning("%s line 1: column %s is the original imagingDB's per-row setting (its CSVs before "
+                       "December 2018) and is ignored: the config's %s applies to every row%s",
+                       path, json.dumps(column), column, said)
+
+
 def read_upload_csv(path: str | Path) -> list[UploadRow]:
     """Read and validate the upload CSV.
 
     Checks the columns, every dataset id, duplicate ids, parent ids, positions,
     and that every file and meta_schema named exists. It does not open images.
+    The original imagingDB's CSVs are read as they are: the columns of its
+    last version are all ours, and the per-row settings of its CSVs before
+    December 2018 (``RETIRED_COLUMNS``) are ignored with a warning, as long as
+    every row agrees, since the config now gives them for every row.
 
     Raises
     ------
     InputError
-        Naming the CSV line and dataset of the first problem found.
+        Naming the CSV line and dataset of the first problem found, or the
+        lines of rows that give a retired setting different values.
     """
     path = Path(path)
     try:
@@ -81,7 +113,7 @@ def read_upload_csv(path: str | Path) -> list[UploadRow]:
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise InputError(f"CSV file {str(path)!r} lacks column(s) {missing}; it has {header}")
-    unknown = [c for c in header if c and c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    unknown = [c for c in header if c and c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS + RETIRED_COLUMNS]
     if unknown:
         raise InputError(
             f"CSV file {str(path)!r} has unknown column(s) {unknown}; "
@@ -89,6 +121,7 @@ def read_upload_csv(path: str | Path) -> list[UploadRow]:
         )
     if not records:
         raise InputError(f"CSV file {str(path)!r} has no dataset rows")
+    _check_retired_columns(path, header, records)
 
     rows: list[UploadRow] = []
     seen: dict[str, int] = {}
