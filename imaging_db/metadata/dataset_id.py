@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 from imaging_db.errors import InputError
 
-_ID_PATTERN = re.compile(
-    r"^(?P<project>[A-Za-z]+)-(?P<date>\d{4}-\d{2}-\d{2})-(?P<time>\d{2}-\d{2}-\d{2})-(?P<serial>\d{4})$",
-    re.ASCII,  # \d would otherwise accept any Unicode digit, e.g. fullwidth "０"
-)
+_ID_FORM = r"^(?P<project>{project})-(?P<date>\d{{4}}-\d{{2}}-\d{{2}})-(?P<time>\d{{2}}-\d{{2}}-\d{{2}})-(?P<serial>\d{{4}})$"
+# re.ASCII: \d would otherwise accept any Unicode digit, e.g. fullwidth "０".
+_ID_PATTERN = re.compile(_ID_FORM.format(project="[A-Za-z]+"), re.ASCII)
+# Ids already registered may also have digits and underscores in the project: the original imagingDB took
+# any project id without a dash, so a lab's adopted database can hold e.g. ISP2-2019-01-02-03-04-05-0001.
+_REGISTERED_ID_PATTERN = re.compile(_ID_FORM.format(project="[A-Za-z0-9_]+"), re.ASCII)
 # data_set.dataset_serial is VARCHAR(64): PostgreSQL would refuse a longer id only at the commit.
 MAX_ID_LENGTH = 64
 
@@ -33,13 +35,16 @@ class DatasetId:
         return self.serial
 
 
-def parse_dataset_id(text: str) -> DatasetId:
+def parse_dataset_id(text: str, registered: bool = False) -> DatasetId:
     """Validate a dataset identifier and read its date-time.
 
     Parameters
     ----------
     text : str
         The identifier, e.g. ``ML-2018-11-07-09-35-54-0010``.
+    registered : bool
+        The id names a dataset to read, not one to upload: its project may
+        also hold digits and underscores, as the original imagingDB allowed.
 
     Returns
     -------
@@ -53,7 +58,7 @@ def parse_dataset_id(text: str) -> DatasetId:
         or its date-time does not exist.
     """
     text = (text or "").strip()
-    match = _ID_PATTERN.match(text)
+    match = (_REGISTERED_ID_PATTERN if registered else _ID_PATTERN).match(text)
     if match is None:
         raise InputError(
             f"invalid dataset id {text!r}: expected <PROJECT>-YYYY-MM-DD-HH-MM-SS-<NNNN>, "

@@ -9,6 +9,8 @@ from imaging_db.errors import InputError
 from imaging_db.json_files import load_json_file
 
 FrameValidator = Callable[[dict], str | None]
+# The key the original imagingDB's schemas put the frame metadata under.
+_ORIGINAL_WRAPPER = "MicroManagerMetadata"
 
 
 def load_meta_schema(path: Path) -> FrameValidator:
@@ -32,10 +34,15 @@ def load_meta_schema(path: Path) -> FrameValidator:
     except jsonschema.SchemaError as exc:
         raise InputError(f"meta_schema file {str(path)!r} is not a valid JSON schema: {exc.message}") from None
     validator = validator_cls(schema)
+    # The original imagingDB checked each page's tags by name, so its schemas describe the frame metadata
+    # under "MicroManagerMetadata"; such a schema is applied to the metadata wrapped the same way.
+    wrapped = isinstance(schema.get("properties"), dict) and isinstance(
+        schema["properties"].get(_ORIGINAL_WRAPPER), dict)
 
     def check(metadata: dict) -> str | None:
         try:
-            error = jsonschema.exceptions.best_match(validator.iter_errors(metadata))
+            document = {_ORIGINAL_WRAPPER: metadata} if wrapped else metadata
+            error = jsonschema.exceptions.best_match(validator.iter_errors(document))
         except Exception as exc:  # noqa: BLE001 - a $ref to nowhere is found only when validating
             raise InputError(f"meta_schema file {str(path)!r} cannot be applied "
                              f"({type(exc).__name__}: {exc})") from None

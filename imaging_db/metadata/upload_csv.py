@@ -160,7 +160,7 @@ def read_upload_csv(path: str | Path) -> list[UploadRow]:
         parent_id = None
         if parent is not None:
             try:
-                parent_id = parse_dataset_id(parent)
+                parent_id = parse_dataset_id(parent, registered=True)
             except InputError as exc:
                 raise InputError(f"{where}: parent_dataset_id: {exc}") from None
             if parent_id.serial == dataset_id.serial:

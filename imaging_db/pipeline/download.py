@@ -141,7 +141,7 @@ class Downloader:
         """
         start = time.perf_counter()
         selection = selection or FrameSelection()
-        serial = parse_dataset_id(dataset_serial).serial
+        serial = parse_dataset_id(dataset_serial, registered=True).serial
         if not metadata and not download:
             raise InputError(f"dataset {serial}: --no-metadata with --no-download leaves nothing to do")
         dest = Path(dest).expanduser()

@@ -106,7 +106,7 @@ class Verifier:
         # prefix of no dataset, which the claim check below tells apart from an orphan.
         everything = self.database.dataset_locations()
         if serials is not None:
-            serials = list(dict.fromkeys(parse_dataset_id(s).serial for s in serials))
+            serials = list(dict.fromkeys(parse_dataset_id(s, registered=True).serial for s in serials))
             if not serials:
                 raise InputError("no dataset id given to verify")
             found = {loc.serial: loc for loc in everything}
@@ -334,7 +334,7 @@ def verify_datasets(dataset_serials: Sequence[str] | None, login: str | Path | N
     """
     if dataset_serials is not None:
         for serial in dataset_serials:
-            parse_dataset_id(serial)
+            parse_dataset_id(serial, registered=True)
     database, storages, workers = open_for_reading(login, storage, storage_access, s3_endpoint_url,
                                                    nbr_workers, missing="nothing to verify",
                                                    doing="listing datasets")
@@ -353,7 +353,7 @@ def _one_location(database: Database, storages: DatasetStorages, serials: Sequen
     InputError
         If their records name several and the user named none.
     """
-    wanted = None if serials is None else {parse_dataset_id(s).serial for s in serials}
+    wanted = None if serials is None else {parse_dataset_id(s, registered=True).serial for s in serials}
     recorded = {loc.location for loc in database.dataset_locations() if wanted is None or loc.serial in wanted}
     if storages.given():
         return storages.location(None)

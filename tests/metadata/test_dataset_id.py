@@ -78,3 +78,11 @@ def test_id_of_64_characters_is_the_longest():
     assert len(longest) == 64 and parse_dataset_id(longest).serial == longest
     with pytest.raises(InputError, match=r"invalid dataset id 'M{40}-2018-11-07-09-35-54-0010': longer than 64"):
         parse_dataset_id("M" + longest)
+
+
+@pytest.mark.parametrize("text", ["ISP2-2019-01-02-03-04-05-0001", "M_L-2018-11-07-09-35-54-0010"])
+def test_a_registered_id_may_have_the_original_imagingdb_project_ids(text):
+    """The original took any project id without a dash: reading its datasets must not refuse their ids."""
+    assert parse_dataset_id(text, registered=True).serial == text
+    with pytest.raises(InputError, match="expected <PROJECT>-YYYY-MM-DD-HH-MM-SS-<NNNN>"):
+        parse_dataset_id(text)  # new uploads keep the contract: letters

@@ -340,9 +340,6 @@ def test_schema_filename_is_applied_as_meta_schema(tmp_path, capsys):
     assert errors[0] == errors[1] and "metadata fails meta_schema: 'NoSuchKey' is a required property" in errors[0]
 
 
-@pytest.mark.xfail(strict=True, reason="the original's metadata_schema.json describes pages as {tag name: tag JSON} "
-                   "(MicroManagerMetadata at the top); meta_schema is checked against the MicroManagerMetadata "
-                   "dict itself, so every frame fails 'MicroManagerMetadata' is a required property")
 def test_shipped_ome_tiff_config_and_schema_upload(tmp_path):
     source = _source(tmp_path, "ome_tiff")
     _write(tmp_path / "metadata_schema.json", json.dumps(METADATA_SCHEMA_JSON))
@@ -400,3 +397,15 @@ def test_warnings_reach_stderr_without_verbose(tmp_path):
     assert lines[0].endswith(f"WARNING imaging_db.cli.data_uploader: --overwrite {ORIGINAL} name; use --override")
     assert lines[1].endswith(f'WARNING imaging_db.metadata.upload_config: {config}: "frames_format": "tiff_id" '
                              f'{ORIGINAL} name; use "tif_id"')
+
+
+def test_an_original_schema_still_refuses_frames_that_break_it(tmp_path):
+    """The original's schemas describe the metadata under MicroManagerMetadata; a missing field is still caught."""
+    from imaging_db.metadata.meta_schema import load_meta_schema
+
+    path = _write(tmp_path / "metadata_schema.json", json.dumps(METADATA_SCHEMA_JSON))
+    check = load_meta_schema(path)
+    good = {"ChannelIndex": 0, "Slice": 0, "FrameIndex": 0, "PositionIndex": 0, "Channel": "GFP", "Exposure-ms": 5}
+    assert check(good) is None
+    del good["Channel"]
+    assert check(good) == "'Channel' is a required property (at MicroManagerMetadata)"
