@@ -339,6 +339,8 @@ def search(database, filters: DatasetFilters) -> list[DatasetSummary]:
     started = time.perf_counter()
     try:
         with database.errors("searching datasets"), database.engine.connect() as conn:
+            if filters.meta and conn.dialect.name == "postgresql":
+                _scan_frames_in_parallel(conn)
             parent_row = None
             if filters.parent is not None:
                 parent_row = conn.execute(
@@ -367,6 +369,19 @@ def search(database, filters: DatasetFilters) -> list[DatasetSummary]:
     found = [_summary(row, channels.get(row["frames_global_id"])) for row in rows]
     logger.debug("%d datasets found in %.3f s", len(found), time.perf_counter() - started)
     return found
+
+
+def _scan_frames_in_parallel(conn: sa.Connection) -> None:
+    """Let PostgreSQL read the frames with parallel workers for this search's transaction.
+
+    Its planner prices a jsonpath test like a cheap operator, so it finds a
+    parallel scan of the frames not worth its start-up cost; decoding each
+    frame's JSONB is in fact most of the time. Measured on 100,000
+    Micro-Manager frame rows (2 cores): a frame metadata filter took 0.27 s
+    instead of 0.52 s. ``set_config(..., true)`` lasts until the transaction ends.
+    """
+    conn.execute(sa.text("SELECT set_config('parallel_setup_cost', '10', true), "
+                         "set_config('parallel_tuple_cost', '0.001', true)"))
 
 
 def _summary(row: Mapping, channels: list | None) -> DatasetSummary:

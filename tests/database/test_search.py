@@ -342,9 +342,14 @@ def test_summaries_carry_the_dataset_columns_layout_and_channels(datasets):
 
 
 def _count_statements(database):
+    """The queries of tables run from now on (not PostgreSQL's set_config)."""
     statements = []
-    sa.event.listen(database.engine, "before_cursor_execute",
-                    lambda conn, cursor, statement, *args: statements.append(statement))
+
+    def collect(conn, cursor, statement, *args):
+        if "FROM" in statement.split():
+            statements.append(statement)
+
+    sa.event.listen(database.engine, "before_cursor_execute", collect)
     return statements
 
 
