@@ -27,6 +27,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "postgresql: needs a PostgreSQL server")
     config.addinivalue_line("markers", "s3: needs the moto S3 server")
     config.addinivalue_line("markers", "large: writes and uploads gigabytes; deselected unless asked (make test-large)")
+    config.addinivalue_line("markers", "slow: about a minute (the Docker image's install in a venv); runs in make test")
 
 
 # --------------------------------------------------------------------------- environment
