@@ -58,15 +58,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def query(args: argparse.Namespace) -> int:
     """Print the matching datasets, or one line saying none matches."""
+    from imaging_db.database.connection import load_login
+    from imaging_db.database.db_ops import Database
     from imaging_db.database.search import DatasetFilters, search
-    from imaging_db.pipeline.stores import open_for_reading
+    from imaging_db.errors import NotFoundError
 
     filters = DatasetFilters.make(project_id=args.project_id, microscope=args.microscope,
                                   start_date=args.start_date, end_date=args.end_date,
                                   description=args.description, parent=args.parent, meta=args.meta)
-    database, _storages, _workers = open_for_reading(args.login, None, None, None, None, missing="no datasets",
-                                                     doing="searching datasets")
+    url = load_login(args.login)
     try:
+        database = Database(url, create=False)  # a reader never creates the database
+    except NotFoundError as exc:
+        raise NotFoundError(f"no datasets: {exc}") from None
+    try:
+        database.check_schema("searching datasets")
         found = search(database, filters)
         where = database.describe()
     finally:
@@ -160,7 +166,7 @@ def table_lines(found) -> list[str]:
 
 
 main = console_script("query_data", build_parser, query,
-                      imports=["imaging_db.database.search", "imaging_db.pipeline.stores"])
+                      imports=["imaging_db.database.search", "imaging_db.database.db_ops"])
 
 
 if __name__ == "__main__":
