@@ -54,7 +54,8 @@ def connect(login: str | Path | None = None, *, storage: str | None = None, stor
         says they are (as ``data_downloader --storage`` etc.: data moved).
         ``get_stack`` and ``get_file`` take the same overrides per call.
     nbr_workers : int, optional
-        Threads reading frames; default one per CPU (more for S3, whose requests wait rather than compute).
+        Threads decoding frames; default one per CPU. A remote storage (S3) fetches on more
+        threads, as many requests as it is worth keeping in flight.
 
     Returns
     -------
