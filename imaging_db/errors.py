@@ -38,3 +38,11 @@ class DatasetClaimedError(ImagingDBError, RuntimeError):
 
 class ObjectExistsError(StorageError, FileExistsError):
     """A new object was to be stored under a key that already holds one; nothing was replaced."""
+
+
+class SelectionError(NotFoundError, InputError):
+    """A channel, slice, time or position asked for that the dataset does not have.
+
+    Both a NotFoundError (nothing to fetch) and an InputError (the request names what is not there), as
+    DESIGN.md says of the Python API's filters; the message lists what the dataset has.
+    """

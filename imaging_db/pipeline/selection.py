@@ -10,7 +10,7 @@ from typing import Collection, Sequence
 
 from imaging_db.database.db_ops import Database
 from imaging_db.database.records import FrameRow
-from imaging_db.errors import NotFoundError
+from imaging_db.errors import SelectionError
 
 
 def _is_integer(text: str) -> bool:
@@ -68,9 +68,10 @@ def select_frames(database: Database, serial: str, selection: FrameSelection,
 
     Raises
     ------
-    NotFoundError
-        If a value asked for matches no frame, or nothing matches; the message
-        lists the channels and indices the dataset has.
+    SelectionError
+        (both a NotFoundError and an InputError) If a value asked for matches
+        no frame, or nothing matches; the message lists the channels and
+        indices the dataset has.
     DatabaseError
         If the database cannot be read.
     """
@@ -107,7 +108,7 @@ def select_frames(database: Database, serial: str, selection: FrameSelection,
         if not rows:
             # Nothing matched: name the values the dataset lacks altogether, else the combination asked for.
             missing = absent({column: set(found) for column, found in available.items()})
-        raise NotFoundError(
+        raise SelectionError(
             f"dataset {serial}: no frames with {', '.join(missing) or selection.describe()}; "
             f"it has channels {available['channel_name']} (indices {available['channel_idx']}), "
             f"slices {available['slice_idx']}, times {available['time_idx']}, positions {available['pos_idx']}"

@@ -84,6 +84,8 @@ def test_a_channel_named_like_an_integer_is_a_name(tmp_path, login_file, local_s
         assert db.get_stack(ID, channels=["0", "1"]).coords["channel_name"].values.tolist() == ["488", "GFP"]
         with pytest.raises(NotFoundError, match="no frames with channel '1';"):
             db.get_stack(ID, channels=["488", "1"])
+        with pytest.raises(InputError, match="no frames with channel 'RFP';"):  # DESIGN: an InputError too
+            db.get_stack(ID, channels=["RFP"])
 
 
 def test_a_frame_missing_from_the_grid_is_named(local_db, db_url):

@@ -118,3 +118,4 @@ def test_download_path_imports_only_what_it_needs(tmp_path, imaging_home):
     assert done.stdout.strip().splitlines()[-1] == "0 []"
     assert sorted(p.name for p in (tmp_path / "dl" / ID).glob("*.png")) == [
         "im_c001_z000_t000_p000.png", "im_c001_z001_t000_p000.png"]
+
