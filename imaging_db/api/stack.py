@@ -18,7 +18,7 @@ import numpy as np
 from imaging_db.database.records import DatasetInfo, FrameRow
 from imaging_db.errors import IntegrityError, NotFoundError
 from imaging_db.filestorage import DataStorage, StorageLocation
-from imaging_db.images.png import decode_png
+from imaging_db.images.png import decode_png_into
 from imaging_db.pipeline.frame_reader import checked_key, read_frames, verified, warn_unchecked
 
 # The frame axes, outermost first, with the frames row column giving each one's index values.
@@ -63,16 +63,18 @@ class FrameType:
         return cls(info.serial, (layout.im_height, layout.im_width) + ((3,) if layout.im_colors == 3 else ()),
                    layout.bit_depth)
 
-    def decode(self, storage: DataStorage, name: str, data: bytes) -> np.ndarray:
-        """The pixels of frame ``name`` from its verified PNG bytes.
+    def decode(self, storage: DataStorage, name: str, data: bytes, out: np.ndarray | None = None) -> np.ndarray:
+        """The pixels of frame ``name`` from its verified PNG bytes, decoded into ``out`` if given.
 
         Raises
         ------
         IntegrityError
-            If the bytes are not a PNG, or not one of this shape and type.
+            If the bytes are not a PNG, or not one of this shape and type (``out`` is then untouched).
         """
-        pixels = decode_png(data, f"dataset {self.serial}: frame {name} in {storage.describe()}")
-        if pixels.dtype != self.dtype or pixels.shape != self.shape:
+        if out is None:
+            out = np.empty(self.shape, dtype=self.dtype)
+        pixels = decode_png_into(data, out, f"dataset {self.serial}: frame {name} in {storage.describe()}")
+        if pixels is not out:
             raise IntegrityError(
                 f"dataset {self.serial}: frame {name} in {storage.describe()} holds {pixels.dtype} pixels of shape "
                 f"{pixels.shape}, not the dataset's {self.dtype} of shape {self.shape}")
@@ -167,7 +169,8 @@ def read_stack(storage: DataStorage, info: DatasetInfo, rows: list[FrameRow], gr
 
     Frames are fetched, verified and decoded on the read path's worker
     threads, and each is copied into its place in the array there: besides
-    the array, only the frames in flight are held. A remote storage gets more
+    the array, only the frames in flight are held. imaging_db's own PNGs
+    decode straight into their place (:func:`decode_png_into`). A remote storage gets more
     fetching threads than ``nbr_workers`` (its requests wait rather than
     compute), but at most ``nbr_workers`` of them decode at once.
 
@@ -183,7 +186,7 @@ def read_stack(storage: DataStorage, info: DatasetInfo, rows: list[FrameRow], gr
 
     def decode_into(row: FrameRow, data: bytes) -> None:  # on the read path's worker threads
         with decoding:
-            out[grid.index(row)] = grid.frame.decode(storage, row.file_name, data)
+            grid.frame.decode(storage, row.file_name, data, out[grid.index(row)])
 
     for _ in read_frames(storage, info, rows, nbr_workers, progress=False, then=decode_into):
         pass
