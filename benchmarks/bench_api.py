@@ -12,8 +12,9 @@ bucket on a moto S3 server over HTTP on loopback. Then, for each storage,
   ("first", imports done on the way included) and the process's peak RSS
   (VmHWM) against the array's size;
 - then ``--pairs`` times: the decode floor, then get_stack again ("then"). The
-  floor is all cores decoding the same stored PNGs with ``decode_png`` (the
-  API's decoder) in a thread pool, from memory, with no I/O and no checksum:
+  floor is all cores decoding the same stored PNGs with ``decode_png_into`` (the
+  API's decoder) into one preallocated array, in a thread pool, from memory,
+  with no I/O and no checksum:
   get_stack's frames/s over it is the share of the machine's decoding speed
   the API keeps. Timing them in pairs, in one process, lets both see the same
   machine (other work on it moves both);
@@ -71,16 +72,20 @@ peak = status()["VmHWM"]
 frames, nbytes = int(stack[..., 0, 0].size), stack.nbytes
 del stack
 
-from imaging_db.images.png import decode_png
+import numpy as np
+from imaging_db.images.png import decode_png, decode_png_into
 folder = Path(sys.argv[2])
 pngs = [path.read_bytes() for path in sorted(folder.glob("*.png"))]
+frame = decode_png(pngs[0])
 pool = concurrent.futures.ThreadPoolExecutor(os.cpu_count())
 pairs = []
 for _ in range(int(sys.argv[3])):
     start = time.perf_counter()
-    for _shape in pool.map(lambda data: decode_png(data).shape, pngs):
+    decoded = np.empty((len(pngs), *frame.shape), dtype=frame.dtype)  # as get_stack: into one preallocated array
+    for _frame in pool.map(lambda i: decode_png_into(pngs[i], decoded[i]), range(len(pngs))):
         pass
     floor = len(pngs) / (time.perf_counter() - start)
+    del decoded
     start = time.perf_counter()
     stack = db.get_stack(sys.argv[1])
     pairs.append((floor, frames / (time.perf_counter() - start)))
@@ -208,7 +213,8 @@ def render(results: list[dict], args) -> str:
         "import imaging_db, connect(), get_stack of the whole medium dataset into memory (first: its time and the "
         f"process's peak RSS), then {args.pairs} pairs of (decode floor, get_stack) in the same process (then: "
         f"median frames/s and median ratio of the pairs). Decode floor: {os.cpu_count()} threads decoding the stored "
-        "PNGs with decode_png from memory, no I/O, no checksum. The moto server runs in the benchmark's process, on "
+        "PNGs with decode_png_into (the API's decoder) into one preallocated array, from memory, no I/O, no "
+        "checksum. The moto server runs in the benchmark's process, on "
         f"the same cores. Memory warmed: {args.warm_gb:g} GB. Load average at the end: "
         f"{os.getloadavg()[0]:.1f}. Targets: frames/s >= {FLOOR_TARGET} of the floor, peak RSS <= array + "
         f"{RSS_TARGET_MB} MB, S3 within 2x of local; lazy max over z of one (p, t, c) reads only its slices.",
