@@ -34,10 +34,13 @@ test-large: install
 	$(PY) -m pytest -m large -s tests/large $(PYTEST_ARGS)
 
 # Upload/download both workloads on SQLite and PostgreSQL (and S3 on moto), time 100,000 frame rows in
-# PostgreSQL, measure the PNG options; results are appended to benchmarks/RESULTS.md.
+# PostgreSQL, measure the PNG options; query_data on 1,000 datasets / 100,000 frames; the Python API's
+# get_stack against the decode floor (local and S3). Results are appended to benchmarks/RESULTS.md.
 bench: install
 	$(PY) benchmarks/bench.py --workload all --s3 --rows 100000 $(BENCH_ARGS)
 	cd benchmarks && ../$(PY) png_settings.py
+	$(PY) benchmarks/bench_query.py
+	$(PY) benchmarks/bench_api.py
 
 clean:
 	rm -rf $(VENV) demo_data demo_home demo_download *.egg-info .pytest_cache
