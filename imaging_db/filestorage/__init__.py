@@ -16,8 +16,8 @@ from imaging_db.filestorage.object_writer import ObjectWriter
 # first used: choosing the local folder never imports an S3 client (boto3 takes
 # longer to import than the rest of the package).
 STORAGES: dict[str, type[DataStorage] | str] = {
-    "local": "imaging_db.filestorage.local_storage:LocalStorage",
-    "s3": "imaging_db.filestorage.s3_storage:S3Storage",
+    "local": "imaging_db.filestorage.local_storage:LocalDataStorage",
+    "s3": "imaging_db.filestorage.s3_storage:S3DataStorage",
 }
 
 

@@ -1,4 +1,8 @@
-"""A DataStorage in a local folder, e.g. a laptop directory or a mounted lab NAS."""
+"""A DataStorage in a local folder, e.g. a laptop directory or a mounted lab NAS: :class:`LocalDataStorage`.
+
+``LocalStorage`` from this module is the original imagingDB's notebook class
+(:class:`imaging_db.compat.storage.LocalStorage`), loaded when first asked for.
+"""
 
 import contextlib
 import errno
@@ -22,7 +26,7 @@ _PARTIAL_NAME = re.compile(r"\.(?:[0-9a-f]{16}|.+\.[0-9a-f]{32})\.partial")
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS, errno.EMLINK, errno.EXDEV}
 
 
-class LocalStorage(DataStorage):
+class LocalDataStorage(DataStorage):
     """Objects are files under ``root``; every write goes to a temporary file then is renamed.
 
     Parameters
@@ -36,7 +40,7 @@ class LocalStorage(DataStorage):
 
     @classmethod
     def from_settings(cls, access: str | None, *, s3_endpoint_url: str | None = None,
-                      max_connections: int = 10) -> "LocalStorage":
+                      max_connections: int = 10) -> "LocalDataStorage":
         """The folder ``access``, else ``$IMAGING_DB_HOME/storage``; the other settings do not apply."""
         return cls(access or default_storage_dir())
 
@@ -193,3 +197,14 @@ class LocalStorage(DataStorage):
             path.unlink(missing_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot delete {str(path)!r}: {exc.strerror or exc}") from None
+
+
+def __getattr__(name: str):
+    # LocalStorage is the original imagingDB's class of this name (storage_dir, nbr_workers, access_point), which its
+    # notebooks import from here: the compatibility layer's, imported on first use, so that importing the
+    # backend (LocalDataStorage) loads neither that layer nor pandas.
+    if name == "LocalStorage":
+        from imaging_db.compat.storage import LocalStorage
+
+        return LocalStorage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,8 @@
-"""A DataStorage in an S3 bucket (AWS or any S3-compatible store)."""
+"""A DataStorage in an S3 bucket (AWS or any S3-compatible store): :class:`S3DataStorage`.
+
+``S3Storage`` from this module is the original imagingDB's notebook class
+(:class:`imaging_db.compat.storage.S3Storage`), loaded when first asked for.
+"""
 
 import logging
 import os
@@ -30,7 +34,7 @@ def _only_if_new(params: dict, **_kwargs) -> None:
     params.setdefault("IfNoneMatch", "*")
 
 
-class S3Storage(DataStorage):
+class S3DataStorage(DataStorage):
     """Objects live in one bucket; one client, with a pool sized for the workers, is reused.
 
     Credentials come from boto3's default chain (environment, profile, instance role).
@@ -66,7 +70,7 @@ class S3Storage(DataStorage):
 
     @classmethod
     def from_settings(cls, access: str | None, *, s3_endpoint_url: str | None = None,
-                      max_connections: int = 10) -> "S3Storage":
+                      max_connections: int = 10) -> "S3DataStorage":
         """The bucket ``access`` (required) at ``s3_endpoint_url``, with a pool for ``max_connections`` callers."""
         if not access:
             raise InputError("storage s3 needs a bucket name: pass --storage_access (or storage_access in the upload config)")
@@ -185,3 +189,14 @@ class S3Storage(DataStorage):
             self.client.delete_object(Bucket=self.bucket, Key=check_key(key))
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
             raise self._error("deleting", key, exc) from None
+
+
+def __getattr__(name: str):
+    # S3Storage is the original imagingDB's class of this name (storage_dir, nbr_workers, access_point), which its
+    # notebooks import from here: the compatibility layer's, imported on first use, so that importing the
+    # backend (S3DataStorage) loads neither that layer nor pandas.
+    if name == "S3Storage":
+        from imaging_db.compat.storage import S3Storage
+
+        return S3Storage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -214,11 +214,11 @@ def test_pending_frames_are_bounded(tmp_path, local, monkeypatch):
     write_mm_ometiff(tmp_path / "acq", ["GFP"], 40, 1, 1, shape=SHAPE)
     config = config_file(tmp_path, local, upload_type="frames", frames_format="ome_tiff", nbr_workers=2)
     csv_path = write_csv(tmp_path, [{"dataset_id": ID, "file_name": str(tmp_path / "acq")}])
-    from imaging_db.filestorage.local_storage import LocalStorage
+    from imaging_db.filestorage.local_storage import LocalDataStorage
     from imaging_db.images.splitters.ometif_splitter import OmeTiffSplitter
 
     counts = {"read": 0, "stored": 0, "max_pending": 0}
-    real_frames, real_put = OmeTiffSplitter.frames, LocalStorage.put_stream
+    real_frames, real_put = OmeTiffSplitter.frames, LocalDataStorage.put_stream
 
     def counting_frames(self, read_pixels=True):
         for frame in real_frames(self, read_pixels):
@@ -235,7 +235,7 @@ def test_pending_frames_are_bounded(tmp_path, local, monkeypatch):
         return size
 
     monkeypatch.setattr(OmeTiffSplitter, "frames", counting_frames)
-    monkeypatch.setattr(LocalStorage, "put_stream", slow_put)
+    monkeypatch.setattr(LocalDataStorage, "put_stream", slow_put)
     assert run_upload(csv_path, config, local) == 0
     assert counts["read"] == 40 and counts["stored"] == 40
     assert counts["max_pending"] <= 2 * 2 + 1
@@ -357,9 +357,9 @@ def test_ctrl_c_during_upload_says_how_to_resume(tmp_path, local, capsys, monkey
     write_mm_ometiff(tmp_path / "acq", ["GFP"], 6, 1, 1, shape=SHAPE)
     config = config_file(tmp_path, local, upload_type="frames", frames_format="ome_tiff", nbr_workers=1)
     csv_path = write_csv(tmp_path, [{"dataset_id": ID, "file_name": str(tmp_path / "acq")}])
-    from imaging_db.filestorage.local_storage import LocalStorage
+    from imaging_db.filestorage.local_storage import LocalDataStorage
 
-    real_put, calls = LocalStorage.put_stream, []
+    real_put, calls = LocalDataStorage.put_stream, []
 
     def put_then_ctrl_c(self, key, pieces):
         calls.append(key)
@@ -367,14 +367,14 @@ def test_ctrl_c_during_upload_says_how_to_resume(tmp_path, local, capsys, monkey
             raise KeyboardInterrupt
         return real_put(self, key, pieces)
 
-    monkeypatch.setattr(LocalStorage, "put_stream", put_then_ctrl_c)
+    monkeypatch.setattr(LocalDataStorage, "put_stream", put_then_ctrl_c)
     assert run_upload(csv_path, config, local) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "--override" in err and "Traceback" not in err
     stored = stored_files(local)
     assert registered(local) == [] and 2 <= len(stored) < 6
     assert f"raw_frames/{ID}/im_c000_z002_t000_p000.png" not in stored
-    monkeypatch.setattr(LocalStorage, "put_stream", real_put)
+    monkeypatch.setattr(LocalDataStorage, "put_stream", real_put)
     assert run_upload(csv_path, config, local, "--override") == 0
     assert f"{len(stored)} already stored" in capsys.readouterr().out
     assert registered(local) == [ID] and len(stored_files(local)) == 6

@@ -15,7 +15,7 @@ import pytest
 from imaging_db.errors import InputError, NotFoundError, ObjectExistsError, StorageError
 from imaging_db.filestorage import STORAGES, DataStorage, make_storage, storage_class, storage_names
 from imaging_db.filestorage.data_storage import check_key
-from imaging_db.filestorage.local_storage import LocalStorage
+from imaging_db.filestorage.local_storage import LocalDataStorage
 from imaging_db.filestorage.object_writer import QueuedObjectWriter
 
 INVALID_KEYS = ["../x", "/abs", "a//b", "a/../b", "a/./b", "a/", "", "a\\b"]
@@ -286,10 +286,10 @@ class TestMakeStorage:
 
     def test_names_come_from_the_registry(self):
         assert storage_names() == list(STORAGES) == ["local", "s3"]
-        assert storage_class("local") is LocalStorage
+        assert storage_class("local") is LocalDataStorage
 
     def test_a_registered_class_is_built_and_named_in_errors(self, monkeypatch, tmp_path):
-        class FolderStorage(LocalStorage):
+        class FolderStorage(LocalDataStorage):
             @classmethod
             def from_settings(cls, access, *, s3_endpoint_url=None, max_connections=10):
                 return cls(f"{access}-{max_connections}")

@@ -1,4 +1,4 @@
-"""What is special about LocalStorage: atomic writes through ``.partial`` files, and check()."""
+"""What is special about LocalDataStorage: atomic writes through ``.partial`` files, and check()."""
 
 import errno
 import os
@@ -9,7 +9,7 @@ import pytest
 
 from imaging_db.errors import ObjectExistsError, StorageError
 from imaging_db.filestorage import local_storage
-from imaging_db.filestorage.local_storage import LocalStorage
+from imaging_db.filestorage.local_storage import LocalDataStorage
 
 
 def _all_files(root: Path) -> list[str]:
@@ -17,8 +17,8 @@ def _all_files(root: Path) -> list[str]:
 
 
 @pytest.fixture
-def local(tmp_path) -> LocalStorage:
-    return LocalStorage(tmp_path / "storage")
+def local(tmp_path) -> LocalDataStorage:
+    return LocalDataStorage(tmp_path / "storage")
 
 
 class TestLocalWrites:
@@ -165,18 +165,18 @@ class TestLocalWrites:
 class TestLocalCheck:
     def test_check_creates_the_root(self, tmp_path):
         root = tmp_path / "not" / "yet" / "there"
-        storage = LocalStorage(root)
+        storage = LocalDataStorage(root)
         storage.check()
         assert root.is_dir()
 
     def test_check_on_existing_root(self, tmp_path):
-        LocalStorage(tmp_path).check()
+        LocalDataStorage(tmp_path).check()
 
     def test_check_fails_clearly_when_root_cannot_be_created(self, tmp_path):
         blocker = tmp_path / "a_file"
         blocker.write_text("not a folder")
         # mkdir under a regular file fails even for root, unlike permission bits.
-        storage = LocalStorage(blocker / "storage")
+        storage = LocalDataStorage(blocker / "storage")
         with pytest.raises(StorageError, match=r"cannot create storage folder .*a_file/storage.*Not a directory"):
             storage.check()
 
@@ -184,7 +184,7 @@ class TestLocalCheck:
         blocker = tmp_path / "a_file"
         blocker.write_text("not a folder")
         with pytest.raises(StorageError, match="cannot create storage folder .*a_file"):
-            LocalStorage(blocker).check()
+            LocalDataStorage(blocker).check()
 
     def test_check_fails_when_root_is_not_writable(self, tmp_path, monkeypatch):
         root = tmp_path / "storage"
@@ -192,20 +192,20 @@ class TestLocalCheck:
         # Tests run as root, which ignores permission bits: simulate a read-only mount.
         monkeypatch.setattr(local_storage.os, "access", lambda path, mode: False)
         with pytest.raises(StorageError, match="storage folder .*storage.* is not writable"):
-            LocalStorage(root).check()
+            LocalDataStorage(root).check()
 
 
 class TestLocalReads:
     def test_root_is_absolute(self, tmp_path, monkeypatch):
         monkeypatch.chdir(tmp_path)
-        storage = LocalStorage("relative/store")
+        storage = LocalDataStorage("relative/store")
         assert storage.root == tmp_path / "relative" / "store"
         storage.put("k", b"v")
         monkeypatch.chdir("/")
         assert storage.get("k") == b"v"
 
     def test_list_on_missing_root_is_empty(self, tmp_path):
-        assert LocalStorage(tmp_path / "missing").list("") == {}
+        assert LocalDataStorage(tmp_path / "missing").list("") == {}
 
     def test_get_of_a_folder_raises_storage_error(self, local):
         local.put("raw_frames/DS-1/a.png", b"x")

@@ -1,4 +1,4 @@
-"""What is special about S3Storage, against a real moto server over HTTP."""
+"""What is special about S3DataStorage, against a real moto server over HTTP."""
 
 import hashlib
 import os
@@ -8,13 +8,13 @@ import pytest
 
 from imaging_db.errors import ObjectExistsError, StorageError
 from imaging_db.filestorage import make_storage
-from imaging_db.filestorage.s3_storage import S3Storage
+from imaging_db.filestorage.s3_storage import S3DataStorage
 
 pytestmark = pytest.mark.s3
 
 
 @pytest.fixture
-def s3(moto_endpoint, s3_bucket) -> S3Storage:
+def s3(moto_endpoint, s3_bucket) -> S3DataStorage:
     return make_storage("s3", s3_bucket, s3_endpoint_url=moto_endpoint)
 
 

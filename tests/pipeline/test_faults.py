@@ -34,7 +34,7 @@ from imaging_db.database import bulk_insert
 from imaging_db.database.db_ops import Database
 from imaging_db.example_data import frame_pixels, write_mm_ometiff
 from imaging_db.filestorage import local_storage, make_storage
-from imaging_db.filestorage.local_storage import LocalStorage
+from imaging_db.filestorage.local_storage import LocalDataStorage
 from imaging_db.images.png import png_pieces
 from imaging_db.pipeline import upload as upload_module
 from imaging_db.pipeline.download import download_dataset
@@ -518,7 +518,7 @@ def test_local_storage_failing_mid_upload_then_resume(fault, tmp_path, db_url, l
     """The 6th frame file cannot be written (ENOSPC on write, EACCES on open): one line, no row, resume completes.
 
     Root ignores file permissions and a full file system needs a mount, so the
-    error comes from the ``open`` that LocalStorage writes frames with.
+    error comes from the ``open`` that LocalDataStorage writes frames with.
     """
     spec = _storage_spec("local", tmp_path, None)
     config = write_config(tmp_path, spec, upload_type="frames", frames_format="ome_tiff", nbr_workers=1)
@@ -643,13 +643,13 @@ def test_storage_folder_made_immutable_mid_upload_then_resume(tmp_path, db_url, 
 def _count_puts(monkeypatch) -> list[str]:
     puts: list[str] = []
     for name in ("put", "put_stream", "put_file"):
-        original = getattr(LocalStorage, name)
+        original = getattr(LocalDataStorage, name)
 
         def counting(self, key, *args, _original=original, **kwargs):
             puts.append(key)
             return _original(self, key, *args, **kwargs)
 
-        monkeypatch.setattr(LocalStorage, name, counting)
+        monkeypatch.setattr(LocalDataStorage, name, counting)
     return puts
 
 

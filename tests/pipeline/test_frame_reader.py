@@ -8,7 +8,7 @@ import pytest
 
 from imaging_db.database.records import DatasetInfo, FrameRow
 from imaging_db.errors import IntegrityError, NotFoundError
-from imaging_db.filestorage.local_storage import LocalStorage
+from imaging_db.filestorage.local_storage import LocalDataStorage
 from imaging_db.pipeline.frame_reader import read_frames
 
 ID = "ML-2018-11-07-09-35-54-0010"
@@ -30,7 +30,7 @@ def _stored(storage, count=30) -> list[FrameRow]:
     return rows
 
 
-class CountingStorage(LocalStorage):
+class CountingStorage(LocalDataStorage):
     """A folder that records how many gets run at once, each taking a moment."""
 
     def __init__(self, root):
@@ -60,7 +60,7 @@ def test_rows_come_back_in_order_with_their_bytes(tmp_path, nbr_workers):
 
 
 def test_a_corrupt_object_stops_the_read_naming_it(tmp_path):
-    storage = LocalStorage(tmp_path)
+    storage = LocalDataStorage(tmp_path)
     rows = _stored(storage, 5)
     storage.delete(f"{PREFIX}/{rows[3].file_name}")
     storage.put(f"{PREFIX}/{rows[3].file_name}", b"not that frame")
@@ -73,7 +73,7 @@ def test_a_corrupt_object_stops_the_read_naming_it(tmp_path):
 
 
 def test_a_missing_object_is_not_found(tmp_path):
-    storage = LocalStorage(tmp_path)
+    storage = LocalDataStorage(tmp_path)
     rows = _stored(storage, 3)
     storage.delete(f"{PREFIX}/{rows[1].file_name}")
     with pytest.raises(NotFoundError):
@@ -93,7 +93,7 @@ def test_unsafe_names_from_the_database_are_refused_before_any_read(tmp_path, st
 
 
 def test_then_runs_on_the_workers_and_its_result_is_yielded(tmp_path):
-    storage = LocalStorage(tmp_path)
+    storage = LocalDataStorage(tmp_path)
     rows = _stored(storage, 8)
     threads = set()
 

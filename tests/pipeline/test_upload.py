@@ -71,8 +71,8 @@ def test_parent_failing_in_the_same_csv(tmp_path, setup, login_file, db_url, mon
         {"dataset_id": ID2, "file_name": str(ok_folder), "parent_dataset_id": ID},
     ])
     # The parent fails while uploading, after validation: its storage refuses one frame.
-    from imaging_db.filestorage.local_storage import LocalStorage
-    from imaging_db.filestorage.s3_storage import S3Storage
+    from imaging_db.filestorage.local_storage import LocalDataStorage
+    from imaging_db.filestorage.s3_storage import S3DataStorage
 
     def refusing(real):
         def put(self, key, *args):
@@ -81,8 +81,8 @@ def test_parent_failing_in_the_same_csv(tmp_path, setup, login_file, db_url, mon
             return real(self, key, *args)
         return put
 
-    monkeypatch.setattr(LocalStorage, "put_stream", refusing(LocalStorage.put_stream))
-    monkeypatch.setattr(S3Storage, "put", refusing(S3Storage.put))
+    monkeypatch.setattr(LocalDataStorage, "put_stream", refusing(LocalDataStorage.put_stream))
+    monkeypatch.setattr(S3DataStorage, "put", refusing(S3DataStorage.put))
     parent, child = upload_from_csv(csv_path, login_file, config, progress=False)
     assert not parent.ok and "z001_t000_p000.png" in parent.error and "503 Slow Down" in parent.error
     assert not child.ok and f"parent_dataset_id {ID} is not in the database" in child.error
@@ -142,16 +142,16 @@ def test_s3_requests_one_listing_no_head_per_object(tmp_path, moto_endpoint, s3_
     config.write_text(json.dumps({"upload_type": "frames", "frames_format": "ome_tiff", "storage": "s3",
                                   "storage_access": s3_bucket, "s3_endpoint_url": moto_endpoint}))
     csv_path = write_csv(tmp_path, [{"dataset_id": ID, "file_name": str(tmp_path / "acq")}])
-    from imaging_db.filestorage.s3_storage import S3Storage
+    from imaging_db.filestorage.s3_storage import S3DataStorage
 
     calls: list[str] = []
-    real_init = S3Storage.__init__
+    real_init = S3DataStorage.__init__
 
     def counting_init(self, *args, **kwargs):
         real_init(self, *args, **kwargs)
         self.client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
 
-    monkeypatch.setattr(S3Storage, "__init__", counting_init)
+    monkeypatch.setattr(S3DataStorage, "__init__", counting_init)
     (result,) = upload_from_csv(csv_path, login_file, config, progress=False)
     assert result.ok
     # One listing of the objects and one of unfinished multipart uploads (left by a killed run), under the claim.
@@ -197,9 +197,9 @@ class SlowRemoteStorage:
     writer = DataStorage.writer
 
     def __init__(self, root, fail_key=None):
-        from imaging_db.filestorage.local_storage import LocalStorage
+        from imaging_db.filestorage.local_storage import LocalDataStorage
 
-        self.local = LocalStorage(root)
+        self.local = LocalDataStorage(root)
         self.fail_key = fail_key
         self.lock = threading.Lock()
         self.running = 0
