@@ -78,13 +78,37 @@ def pixel_checked(data: bytes, sha256: str) -> bytes | None:
     return None
 
 
+# Byte 25 of a PNG (IHDR's colour type) is 2 for truecolour (RGB).
+_PNG_COLOUR_TYPE_AT, _PNG_TRUECOLOUR = 25, 2
+
+
+def _unchecked(data: bytes) -> bytes:
+    """A frame whose row has no checksum: only the original imagingDB wrote such rows (before 2019).
+
+    It wrote colour frames through OpenCV, in BGR order; with no checksum to
+    tell, its colour PNGs are taken to hold them so, and come back as RGB.
+    """
+    if len(data) <= _PNG_COLOUR_TYPE_AT or data[_PNG_COLOUR_TYPE_AT] != _PNG_TRUECOLOUR:
+        return data
+    import numpy as np
+
+    from imaging_db.images.png import decode_png, encode_png
+
+    try:
+        pixels = decode_png(data)
+    except IntegrityError:
+        return data  # handed out as stored: the reader's decoder will say what is wrong with it
+    return encode_png(np.ascontiguousarray(pixels[..., ::-1]))
+
+
 def verified(storage: DataStorage, serial: str, key: str, name: str, sha256: str | None) -> bytes:
     """Return the frame under ``key`` once its sha256 matches the recorded one.
 
     The recorded sha256 is that of the stored PNG, or, in rows of the original
     imagingDB, of the frame's pixels (see :func:`pixel_checked`). A row without
     one (the original's before 2019) cannot be checked: its frame is returned
-    as read (:func:`read_frames` says so).
+    as read, colour turned from the original's BGR to RGB (:func:`read_frames`
+    says how many were not checked).
 
     Raises
     ------
@@ -95,7 +119,7 @@ def verified(storage: DataStorage, serial: str, key: str, name: str, sha256: str
     """
     data = storage.get(key)
     if sha256 is None:
-        return data
+        return _unchecked(data)
     digest = hashlib.sha256(data).hexdigest()
     if digest != sha256:
         checked = pixel_checked(data, sha256)

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.postgresql
 GREY = "ML-2018-11-07-09-35-54-0010"
 COLOUR = "ML-2018-11-07-09-35-54-0011"
 OLD = "ML-2018-06-01-09-00-00-0001"
+OLD_COLOUR = "ML-2018-06-01-09-00-00-0003"
 NOTES = "ML-2018-06-01-09-00-00-0002"
 
 
@@ -43,6 +44,7 @@ def lab(pg_url, tmp_path):
         insert_frames_dataset(conn, GREY, _grey(), ["GFP", "RFP"], store=nas.put)
         insert_frames_dataset(conn, COLOUR, _colour(), ["BF"], store=nas.put)
         insert_frames_dataset(conn, OLD, _grey(), ["GFP", "RFP"], checksums="none", store=nas.put)
+        insert_frames_dataset(conn, OLD_COLOUR, _colour(), ["BF"], checksums="none", store=nas.put)
         insert_file_dataset(conn, NOTES, "notes.txt", b"what was done", store=nas.put, checksum=False)
     engine.dispose()
     login = tmp_path / "login.json"
@@ -76,6 +78,13 @@ def test_colour_frames_stored_in_bgr_order_come_back_as_rgb(lab, tmp_path):
     _downloaded(tmp_path / "dl" / COLOUR, _colour())
 
 
+def test_colour_frames_without_a_checksum_come_back_as_rgb(lab, tmp_path):
+    """Only the original wrote rows without a checksum, and it wrote colour through OpenCV as BGR."""
+    login, _ = lab
+    assert _download(login, OLD_COLOUR, tmp_path / "dl") == 0
+    _downloaded(tmp_path / "dl" / OLD_COLOUR, _colour())
+
+
 def test_frames_without_a_checksum_are_read_and_said_to_be_unverified(lab, tmp_path, caplog):
     login, _ = lab
     with caplog.at_level(logging.WARNING):
@@ -106,5 +115,5 @@ def test_data_verify_checks_the_original_frames(lab, capsys):
     login, _ = lab
     assert data_verify.main(["--all", "--login", str(login), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "8 of 15 object(s) verified, 0 missing, 0 corrupt, 0 orphaned; OK" in out
+    assert "8 of 17 object(s) verified, 0 missing, 0 corrupt, 0 orphaned; OK" in out
     assert "without a recorded checksum" in out
