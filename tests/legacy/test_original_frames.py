@@ -117,3 +117,28 @@ def test_data_verify_checks_the_original_frames(lab, capsys):
     out = capsys.readouterr().out
     assert "8 of 17 object(s) verified, 0 missing, 0 corrupt, 0 orphaned; OK" in out
     assert "without a recorded checksum" in out
+
+
+def test_query_data_finds_the_original_datasets_and_new_uploads_go_in(lab, tmp_path, capsys):
+    from imaging_db.cli import query_data
+    from imaging_db.example_data import write_mm_ometiff
+    from tests.cli.test_end_to_end import check_downloaded, upload, write_config, write_csv
+    from imaging_db.example_data import frame_pixels
+
+    login, _ = lab
+    assert query_data.main(["--login", str(login), "--format", "json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert {d["dataset_id"] for d in found} == {GREY, COLOUR, OLD, OLD_COLOUR, NOTES}
+    assert next(d for d in found if d["dataset_id"] == GREY)["channels"] == ["GFP", "RFP"]
+
+    new = "ML-2020-01-02-03-04-05-0001"
+    write_mm_ometiff(tmp_path / "acq", ["GFP"], 2, 1, 1, shape=(8, 6))
+    config = write_config(tmp_path, {"storage": "local", "storage_access": str(tmp_path / "new_store"),
+                                     "s3_endpoint_url": None}, upload_type="frames", frames_format="ome_tiff")
+    csv_path = write_csv(tmp_path, [{"dataset_id": new, "file_name": str(tmp_path / "acq"),
+                                     "parent_dataset_id": GREY}])
+    assert upload(csv_path, config, login) == 0
+    assert _download(login, new, tmp_path / "dl") == 0
+    check_downloaded(tmp_path / "dl" / new, {(0, z, 0, 0): frame_pixels(0, z, 0, 0, (8, 6)) for z in range(2)})
+    assert query_data.main(["--login", str(login), "--parent", GREY, "--format", "csv"]) == 0
+    assert new in capsys.readouterr().out
