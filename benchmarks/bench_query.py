@@ -14,6 +14,11 @@ ome_tiff upload records it, or under ``Summary`` as a tif_folder upload does
 (default: the temporary folder), the PostgreSQL one in a scratch database
 ``imaging_db_bench_<random>`` made for the run and dropped after it.
 
+Frame metadata filters are answered from each dataset's frames summary
+(``frames_meta_summary``, made as the datasets are registered), except on keys
+with more than 64 distinct values in a dataset (the last two queries), which
+read the frames of the datasets that may match.
+
 Each query is the whole command (``query_data ... --login``) in its own
 process, Python start-up included, timed from the outside; the median of
 ``--repeat`` runs is reported after one untimed run that warms the caches.
@@ -65,6 +70,10 @@ QUERIES = (
     ("--meta frame >", ["--meta", "Exposure-ms>300"]),
     ("--meta frame, no match", ["--meta", "Exposure-ms>1000"]),
     ("--meta frame + --project_id", ["--project_id", "ML", "--meta", "Exposure-ms>300"]),
+    # Keys with more distinct values in a dataset than its frames summary lists: the frames of the datasets
+    # that may hold the value are read (for a number, those whose range holds it; for a text, all).
+    ("--meta frame = (number, >64 values)", ["--meta", "ElapsedTime-ms=1010"]),
+    ("--meta frame = (text, >64 values)", ["--meta", "UUID=00000002-0000-0014-0000-000000000000"]),
 )
 
 

@@ -11,7 +11,7 @@ from typing import Iterable, Iterator, Sequence
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from imaging_db.database import migrate, schema
+from imaging_db.database import frames_summary, migrate, schema
 from imaging_db.database.bulk_insert import insert_frame_rows
 from imaging_db.database.claims import Claim, claim_dataset
 from imaging_db.database.connection import first_line, make_engine, safe_url
@@ -176,7 +176,7 @@ class Database(DatasetLookups):
             raise DatabaseError(f"dataset {serial}: registering in database {self.describe()} failed: {first_line(exc)}") from exc
 
     def insert_frames_dataset(self, dataset: DatasetRecord, frames_global: dict, frames: Iterable[dict]) -> None:
-        """Register a frames dataset: data_set, frames_global and all frames rows, in one transaction.
+        """Register a frames dataset: data_set, frames_global, all frames rows and their summary, in one transaction.
 
         Parameters
         ----------
@@ -201,6 +201,8 @@ class Database(DatasetLookups):
                 sa.insert(_frames_global).values(dataset_id=dataset_id, **frames_global)
             ).inserted_primary_key[0]
             insert_frame_rows(conn, frames_global_id, iter(frames))
+            # Made from the rows just sent, by the database: searches read it instead of every frame.
+            frames_summary.fill(conn, frames_global_id)
 
     def insert_file_dataset(self, dataset: DatasetRecord, file_global: dict) -> None:
         """Register a file dataset: data_set and file_global rows, in one transaction.

@@ -1,4 +1,4 @@
-"""The tables, as SQLAlchemy Core: data_set, frames_global, frames, file_global.
+"""The tables, as SQLAlchemy Core: data_set, frames_global, frames, frames_meta_summary, file_global.
 
 The upload and download paths use these Core tables only, so that they do not
 pay for importing the ORM; :mod:`imaging_db.database.models` maps ORM classes
@@ -174,6 +174,27 @@ frames = sa.Table(
     sa.Index("ix_frames_global_ctzp", "frames_global_id", "channel_idx", "slice_idx", "time_idx", "pos_idx",
              unique=True),
     sa.Index("ix_frames_global_channel_name", "frames_global_id", "channel_name"),
+)
+
+# One row per frames dataset and top-level key of its frames' metadata: what the frames hold there, so that a
+# search tests one row per dataset rather than every frame (imaging_db's addition; filled when the dataset is
+# registered, see imaging_db.database.frames_summary). The values are the distinct numbers, texts, true,
+# false and null found at the key or as elements of a list there: all of them, or none when there are more
+# than frames_summary.MAX_LISTED (overflow); the range of the numbers among them is kept in either case.
+frames_meta_summary = sa.Table(
+    "frames_meta_summary",
+    metadata,
+    sa.Column("frames_global_id", sa.Integer, sa.ForeignKey("frames_global.id"), primary_key=True),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("distinct_values", JSON_METADATA),  # a JSON list; NULL when overflow
+    sa.Column("overflow", sa.Boolean, nullable=False),
+    # NUMERIC: exact on PostgreSQL; on SQLite it keeps integers and reals as the JSON functions read them.
+    # (Read and written with SQL only: SQLAlchemy's Numeric would turn SQLite values into floats.)
+    sa.Column("min_number", sa.Numeric),
+    sa.Column("max_number", sa.Numeric),
+    sa.Column("has_other", sa.Boolean, nullable=False),  # a text, true, false or null among the values
+    sa.Column("has_object", sa.Boolean, nullable=False),  # some frame holds an object at the key
+    sa.Column("has_array", sa.Boolean, nullable=False),  # some frame holds a list at the key
 )
 
 file_global = sa.Table(

@@ -6,6 +6,14 @@ alike. Metadata filters (:class:`MetaFilter`) test the dataset's global
 metadata (``frames_global`` or ``file_global``) or, failing that, each of its
 frames' metadata; a dataset matches when one of them does.
 
+Frames are tested through their summary (:mod:`imaging_db.database.frames_summary`:
+one row per dataset and top-level key), not one by one: ``KEY>N`` and ``KEY<N``
+compare the range of the numbers there, ``KEY=VALUE`` tests the listed
+distinct values. The frames themselves are read only where the summary cannot
+answer, and only of the datasets where they can match: a key with too many
+distinct values to list (and, for a number, within its range), a dotted path
+below a key holding an object, or a dict or list to be contained.
+
 How a filter becomes SQL depends on the database, with the same results:
 
 - PostgreSQL: one jsonpath test, ``metadata_json @? 'strict $."key" ? (...)'``,
@@ -37,6 +45,7 @@ _data_set = schema.data_set
 _frames_global = schema.frames_global
 _frames = schema.frames
 _file_global = schema.file_global
+_meta_summary = schema.frames_meta_summary
 
 OPERATORS = ("=", ">", "<")
 # A number as a filter may give it (JSON's syntax, plus a leading + and a bare leading or trailing point).
@@ -508,14 +517,67 @@ def _datasets_query(dialect: str, filters: DatasetFilters, parent_row: int | Non
         query = query.where(d.parent_id == parent_row)
     # Metadata filters last: the cheap tests above narrow the datasets whose frames they read.
     for meta_filter in filters.meta:
-        frame = _frames.alias("frame")
         query = query.where(sa.or_(
             _matches(dialect, fg.metadata_json, meta_filter),
             _matches(dialect, fi.metadata_json, meta_filter),
-            sa.exists().where(frame.c.frames_global_id == fg.id,
-                              _matches(dialect, frame.c.metadata_json, meta_filter)),
+            _frames_match(dialect, fg.id, meta_filter),
         ))
     return query
+
+
+def _frames_match(dialect: str, frames_global_id: sa.ColumnElement, meta_filter: MetaFilter) -> sa.ColumnElement:
+    """SQL that is true when a frame of the dataset ``frames_global_id`` matches ``meta_filter``.
+
+    Asked of the dataset's summary row for the filter's first key (none: no
+    frame holds the key). The frames are read only where that row cannot
+    answer and they can match, dataset by dataset: measured on 1,000 datasets,
+    PostgreSQL planned one scan of all frames when the test stood apart
+    (0.31 s for a number in the range of a quarter of the datasets, against
+    0.08 s so).
+    """
+    summary = _meta_summary.alias("summary")
+    s = summary.c
+    frame = _frames.alias("frame")
+    # Correlated with the summary row: SQLAlchemy correlates with the enclosing query only.
+    scan = sa.exists().where(frame.c.frames_global_id == s.frames_global_id,
+                             _matches(dialect, frame.c.metadata_json, meta_filter))
+    value = meta_filter.value
+    if len(meta_filter.path) > 1 or isinstance(value, Mapping):
+        test = sa.and_(s.has_object, scan)  # a path below the key, or a dict to contain: an object there
+    elif isinstance(value, (list, tuple)):
+        test = sa.and_(s.has_array, scan)  # a list to contain
+    elif meta_filter.op != "=":
+        bound = _summary_number(dialect, _number(value))
+        test = s.max_number > bound if meta_filter.op == ">" else s.min_number < bound
+    else:
+        number, text, literal = _equal_candidates(value)
+        may_hold = []  # where a value the summary does not list may equal this one
+        if number is not None:
+            bound = _summary_number(dialect, number)
+            may_hold.append(sa.and_(s.min_number <= bound, s.max_number >= bound))
+        if text is not None or literal is not None:
+            may_hold.append(s.has_other)
+        test = sa.or_(sa.and_(sa.not_(s.overflow), _listed(dialect, s.distinct_values, value)),
+                      sa.and_(s.overflow, sa.or_(*may_hold), scan))
+    return sa.exists().where(s.frames_global_id == frames_global_id, s.key == meta_filter.path[0], test)
+
+
+def _summary_number(dialect: str, number: decimal.Decimal) -> sa.ColumnElement:
+    """A number to compare with the summary's min_number/max_number as the frames' JSON numbers are compared."""
+    if dialect == "postgresql":
+        return sa.literal(number, sa.Numeric())  # numeric, exact (a float would make PostgreSQL compare doubles)
+    return sa.literal(_sqlite_number(number))  # an int or float, as json_extract's values are
+
+
+def _listed(dialect: str, values: sa.ColumnElement, value) -> sa.ColumnElement:
+    """SQL that is true when the JSON list ``values`` holds a scalar that equals ``value`` by the rules of ``=``."""
+    if dialect == "postgresql":
+        test = " || ".join(f"@ == {literal}" for literal in _jsonpath_literals(value))
+        return values.op("@?", is_comparison=True)(
+            sa.cast(sa.literal(f"strict $[*] ? ({test})", sa.String), _PostgresType("jsonpath")))
+    element = sa.func.json_each(values).table_valued("value", "type").alias("element")
+    return sa.exists().select_from(element).where(
+        sa.case(_sqlite_cases("=", value, element.c.value), value=element.c.type, else_=sa.false()))
 
 
 def _channel_names(conn: sa.Connection, frames_global_ids: list[int]) -> dict[int, list]:

@@ -1,8 +1,10 @@
 """Database operations and tables, on SQLite and PostgreSQL (the ``database`` fixture)."""
 
 import dataclasses
+import decimal
 import datetime
 import itertools
+import json
 import random
 
 import pytest
@@ -466,3 +468,90 @@ def test_frames_are_written_in_several_batches(database, monkeypatch):
     rows = database.get_frames(SERIAL, with_metadata=True)
     assert [r.slice_idx for r in rows] == list(range(10))
     assert [r.metadata_json for r in rows] == [f["metadata_json"] for f in frames]
+
+
+# --------------------------------------------------------------------------- the frames' metadata summary
+def _summary_rows(database) -> dict:
+    """frames_meta_summary as {key: (values as a set, overflow, min, max, has_other, has_object, has_array)}.
+
+    Values are tagged with their JSON type (True is not 1); numbers are compared as floats.
+    """
+    def tagged(value):
+        if value is None or isinstance(value, (bool, str)):
+            return type(value).__name__, value
+        return "number", float(value)
+
+    summary = {}
+    for row in _rows(database, "SELECT * FROM frames_meta_summary ORDER BY key"):
+        values = row["distinct_values"]
+        if isinstance(values, str):  # SQLite returns the JSON text, psycopg2 the decoded list
+            values = json.loads(values)
+        number = (lambda n: None if n is None else float(n))
+        summary[row["key"]] = (None if values is None else {tagged(v) for v in values}, bool(row["overflow"]),
+                               number(row["min_number"]), number(row["max_number"]), bool(row["has_other"]),
+                               bool(row["has_object"]), bool(row["has_array"]))
+    return summary
+
+
+def test_insert_frames_dataset_summarizes_the_frames_metadata(database):
+    """One row per top-level key: its distinct scalars (list elements included), their number range and kinds."""
+    metas = [
+        {"Exposure-ms": 10, "Camera": "Andor", "flags": [True, 2.5, "x", [1], {"a": 1}], "Stage": {"Z": 1.5},
+         "n": None, "caf\u00e9": 1},
+        {"Exposure-ms": 10.0, "Camera": "Andor", "flags": 3, "Stage": [1], "Count": "5"},
+        json.dumps({"Exposure-ms": 20.5, "Camera": "5", "caf\u00e9": 1}, ensure_ascii=False),  # text, as stored
+        None, "[1, 2]", '"a JSON text"',  # no object: nothing to summarize
+        *({"Elapsed": i, "Binning": "1x1"} for i in range(70)),
+    ]
+    frames = [{**_frame(0, z, 0, 0), "metadata_json": meta} for z, meta in enumerate(metas)]
+    database.insert_frames_dataset(_record(), _frames_global(len(frames), z=len(frames)), frames)
+    number = (lambda n: ("number", float(n)))
+    assert _summary_rows(database) == {
+        "Binning": ({("str", "1x1")}, False, None, None, True, False, False),
+        "Camera": ({("str", "Andor"), ("str", "5")}, False, None, None, True, False, False),
+        "Count": ({("str", "5")}, False, None, None, True, False, False),
+        # More than 64 distinct values: none listed, the range kept.
+        "Elapsed": (None, True, 0.0, 69.0, False, False, False),
+        "Exposure-ms": ({number(10), number(20.5)}, False, 10.0, 20.5, False, False, False),  # 10 and 10.0 are one
+        "Stage": ({number(1)}, False, 1.0, 1.0, False, True, True),
+        "caf\u00e9": ({number(1)}, False, 1.0, 1.0, False, False, False),  # the key as it reads, however escaped
+        "flags": ({("bool", True), number(2.5), ("str", "x"), number(3)}, False, 2.5, 3.0, True, False, True),
+        "n": ({("NoneType", None)}, False, None, None, True, False, False),
+    }
+    (frames_global_id,) = [r["id"] for r in _rows(database, "SELECT id FROM frames_global")]
+    assert {r["frames_global_id"] for r in _rows(database, "SELECT * FROM frames_meta_summary")} == {frames_global_id}
+
+
+def test_summary_numbers_are_the_databases_own(database):
+    """Numbers are listed and bounded exactly as the database reads them from the frames' JSON."""
+    values = [0.1 + 0.2, 9007199254740993, -2.5e-300, 1e300, 0.1]
+    frames = [{**_frame(0, z, 0, 0), "metadata_json": {"x": value}} for z, value in enumerate(values)]
+    database.insert_frames_dataset(_record(), _frames_global(len(frames), z=len(frames)), frames)
+    (row,) = _rows(database, "SELECT distinct_values, min_number, max_number FROM frames_meta_summary")
+    listed = row["distinct_values"]
+    listed = json.loads(listed) if isinstance(listed, str) else listed
+    exact = (lambda v: decimal.Decimal(repr(v)) if isinstance(v, float) else decimal.Decimal(v))
+    assert sorted(map(exact, listed)) == sorted(map(exact, values))  # 0.30000000000000004 and 2**53 + 1 not rounded
+    assert (row["min_number"], row["max_number"]) in ((-2.5e-300, 1e300), (decimal.Decimal("-2.5E-300"),
+                                                                            decimal.Decimal("1E+300")))
+
+
+def test_each_frames_dataset_has_its_own_summary_and_file_datasets_none(database):
+    _insert(database)
+    _insert(database, serial=OTHER, frames=[{**_frame(0, 0, 0, 0), "metadata_json": {"Other": 1}}])
+    database.insert_file_dataset(_record(serial=SERIAL[:-1] + "2", frames=False),
+                                 {"storage_dir": "d", "file_name": "f", "metadata_json": {"File": 1}, "sha256": None})
+    rows = _rows(database, "SELECT g.id, s.key FROM frames_meta_summary AS s "
+                           "JOIN frames_global AS g ON g.id = s.frames_global_id ORDER BY g.id, s.key")
+    assert [r["key"] for r in rows] == ["ChannelIndex", "Nested", "Slice", "Other"]
+    assert len({r["id"] for r in rows}) == 2
+
+
+def test_a_refused_dataset_leaves_no_summary(database):
+    """The summary is written in the dataset's transaction: rolled back with it."""
+    frames = [_frame(0, 0, 0, 0), _frame(1, 0, 0, 0), _frame(0, 0, 0, 0)]
+    with pytest.raises(DatabaseError, match=rf"^dataset {SERIAL}: database .* refused the rows: "):
+        _insert(database, frames=frames)
+    assert _count(database, "frames_meta_summary") == 0
+    _insert(database)
+    assert _count(database, "frames_meta_summary") == 3

@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 
 from imaging_db.cli import data_downloader, data_uploader, imaging_db_migrate
 from imaging_db.database import migrate
-from imaging_db.database.db_ops import Database
+from imaging_db.database.db_ops import Database, DatasetRecord
 from imaging_db.errors import DatabaseError
 
 ID = "ML-2018-11-07-09-35-54-0010"
@@ -91,6 +91,60 @@ def test_a_database_with_data_upgrades_keeping_every_row(db_url, stamped):
             assert conn.execute(sa.text("SELECT dataset_id FROM file_global WHERE id = 7")).scalar() == 2
             assert migrate.differences(conn) == []
         assert migrate.upgrade(database.engine, database.describe()) == (migrate.HEAD, migrate.HEAD)
+    finally:
+        database.dispose()
+
+
+def _frame_meta(c: int, z: int) -> dict:
+    """Frame metadata with a bit of everything the summary keeps: numbers, text, null, lists, objects, many values."""
+    return {"Exposure-ms": [10, 20.5][c], "Camera": "Andor", "Slice": z, "UUID": f"u{c}-{z}", "ROI": [0, 0, 64, c],
+            "Stage": {"Z": 1.5 * z}, "Label": None if z else "first", "caf\u00e9": c == 0}
+
+
+def test_the_upgrade_summarizes_existing_datasets_as_a_fresh_upload_does(db_url):
+    """The frames_meta_summary rows the upgrade makes for a dataset equal those that registering it makes."""
+    database = Database(db_url)
+    try:
+        _at_first_revision_with_data(database.engine)
+        frames = [{"channel_idx": c, "slice_idx": z, "time_idx": 0, "pos_idx": 0, "channel_name": f"ch{c}",
+                   "file_name": f"im_c{c:03d}_z{z:03d}_t000_p000.png", "sha256": "ab" * 32,
+                   "metadata_json": _frame_meta(c, z)} for c in range(2) for z in range(40)]
+        with database.engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO data_set (id, dataset_serial, frames, date_time) VALUES (3, :s, :t, :d)"),
+                         {"s": ID[:-1] + "3", "t": True, "d": datetime.datetime(2018, 11, 7)})
+            conn.execute(sa.text("INSERT INTO frames_global (id, data_set_id, storage_dir, nbr_frames, im_width, "
+                                 "im_height, im_colors, bit_depth, nbr_slices, nbr_channels, nbr_timepoints, "
+                                 "nbr_positions) VALUES (6, 3, 'raw_frames/x', 80, 4, 3, 1, 'uint16', 40, 2, 1, 1)"))
+            conn.execute(sa.text("INSERT INTO frames (frames_global_id, channel_idx, slice_idx, time_idx, pos_idx, "
+                                 "channel_name, file_name, sha256, metadata_json) VALUES (6, :channel_idx, "
+                                 ":slice_idx, :time_idx, :pos_idx, :channel_name, :file_name, :sha256, :m)"),
+                         [{**frame, "m": json.dumps(frame["metadata_json"])} for frame in frames])
+        migrate.upgrade(database.engine, database.describe())
+        if database.engine.dialect.name == "postgresql":  # the rows above were given their ids
+            with database.engine.begin() as conn:
+                for table in ("data_set", "frames_global"):
+                    conn.execute(sa.text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                                         f"(SELECT max(id) FROM {table}))"))
+        fresh = ID[:-1] + "4"
+        database.insert_frames_dataset(
+            DatasetRecord(fresh, datetime.datetime(2018, 11, 7), True),
+            {"storage_dir": f"raw_frames/{fresh}", "nbr_frames": 80, "im_width": 4, "im_height": 3, "im_colors": 1,
+             "bit_depth": "uint16", "nbr_slices": 40, "nbr_channels": 2, "nbr_timepoints": 1, "nbr_positions": 1,
+             "metadata_json": None}, frames)
+        with database.engine.connect() as conn:
+            fresh_id = conn.execute(sa.text("SELECT g.id FROM frames_global AS g JOIN data_set AS d "
+                                            "ON d.id = g.dataset_id WHERE d.dataset_serial = :s"),
+                                    {"s": fresh}).scalar()
+            summaries = {
+                frames_global_id: [tuple(row) for row in conn.execute(sa.text(
+                    "SELECT key, distinct_values, overflow, min_number, max_number, has_other, has_object, has_array "
+                    "FROM frames_meta_summary WHERE frames_global_id = :g ORDER BY key"), {"g": frames_global_id})]
+                for frames_global_id in (5, 6, fresh_id)}
+        assert summaries[5] == []  # its one frame has no metadata
+        assert [row[0] for row in summaries[6]] == sorted(_frame_meta(0, 0))
+        assert summaries[6] == summaries[fresh_id]
+        overflowing = {row[0] for row in summaries[6] if row[2]}
+        assert overflowing == {"UUID"}  # 80 distinct values; Slice, 40
     finally:
         database.dispose()
 

@@ -112,7 +112,8 @@ def test_a_gin_index_serves_containment_on_postgresql(pg_url):
             database.dispose()
         else:
             with engine.begin() as conn:
-                for table in ("alembic_version", "imaging_db_settings", "file_global", "frames", "frames_global", "data_set"):
+                for table in ("alembic_version", "imaging_db_settings", "file_global", "frames", "frames_meta_summary",
+                              "frames_global", "data_set"):
                     conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
             with engine.begin() as conn:
                 from alembic import command

@@ -399,3 +399,99 @@ def test_sqlite_and_postgresql_give_the_same_answers(pg_url, tmp_path):
     assert sum(len(found) for found in sqlite_answers) > 40  # the searches find something
     for search, on_sqlite, on_postgresql in zip(searches, sqlite_answers, postgresql_answers):
         assert on_sqlite == on_postgresql, search
+
+
+# --------------------------------------------------------------------------- frame metadata through the summary
+WIDE = "WIDE-2012-01-01-00-00-00-0001"  # keys with more distinct values than the summary lists
+WIDER = "WIDE-2012-01-02-00-00-00-0001"
+EXACT = "EXACT-2012-01-03-00-00-00-0001"
+
+
+def add_summary_datasets(database: Database) -> None:
+    """Datasets whose frame metadata overflows the summary's lists, or holds numbers that must not be rounded."""
+    add_frames(database, WIDE, ("GFP",), 70, frame_meta=lambda c, z: {
+        "Elapsed": z, "Tag": f"t{z}", "Mixed": z if z % 2 else str(z), "Flag": [z, z == 3 or None]})
+    add_frames(database, WIDER, ("GFP",), 70, frame_meta=lambda c, z: {"Elapsed": 100 + z, "Tag": 1000 + z})
+    add_frames(database, EXACT, ("GFP", "DAPI"), frame_meta=lambda c, z: [
+        {"x": 0.1 + 0.2, "big": 2**53 + 1, "tiny": 5e-324, "Stage": {"Z": [1, 2]}},
+        {"x": 1e300, "big": -(2**63), "List": ["a", 1.5, None], "Stage": "none"}][c])
+
+
+@pytest.mark.parametrize("meta, expected", [
+    # Past the summary's list: the frames of the datasets that may hold the value are read.
+    (["Elapsed=33"], [WIDE]),
+    (["Elapsed=150"], [WIDER]),
+    (["Elapsed=70"], []),
+    (["Elapsed=33.0"], [WIDE]),
+    (["Tag=t5"], [WIDE]),
+    (["Tag=1005"], [WIDER]),
+    (["Tag=t99"], []),
+    (["Mixed=4"], [WIDE]),  # the text "4"
+    (["Mixed=5"], [WIDE]),  # the number 5
+    (["Mixed>68"], [WIDE]),  # 69; "68" is text
+    (["Flag=true"], [WIDE]),
+    (["Flag=null"], [WIDE]),
+    # Ranges are exact without reading a frame, overflowing or not.
+    (["Elapsed>168"], [WIDER]),
+    (["Elapsed<1"], [WIDE]),
+    (["Elapsed>169"], []),
+    (["Elapsed>68", "Elapsed<101"], [WIDE, WIDER]),
+    # Numbers as the database reads them: nothing rounded.
+    (["x=0.30000000000000004"], [EXACT]),
+    (["x=0.3"], []),
+    (["x>1e299"], [EXACT]),
+    (["big=9007199254740993"], [EXACT]),
+    (["big=9007199254740992"], []),
+    (["big<-9223372036854775807"], [EXACT]),
+    (["tiny>0"], [EXACT]),
+    (["List=a"], [EXACT]),
+    (["List=1.5"], [EXACT]),
+    (["List=null"], [EXACT]),
+    (["List<2"], [EXACT]),
+    # Below a key, and containment: the frames are read where the key holds an object or list.
+    (["Stage.Z=2"], [EXACT]),
+    (["Stage=none"], [EXACT]),
+    ({"Stage": {"Z": [2]}}, [EXACT]),
+    ({"List": ["a", None]}, [EXACT]),
+    ({"List": ["b"]}, []),
+    ({"Flag": [3, True]}, [WIDE]),
+])
+def test_frame_filters_through_the_summary(database, meta, expected):
+    add_summary_datasets(database)
+    assert ids(database, meta=meta) == expected
+
+
+def test_frame_filters_the_summary_answers_read_no_frame(database):
+    """With its frames rows gone, a dataset is still found by what its summary lists; not by what it cannot."""
+    add_datasets(database)
+    add_summary_datasets(database)
+    with database.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM frames"))
+    assert ids(database, meta=["Exposure-ms=10"]) == [FIRST]
+    assert ids(database, meta=["Exposure-ms>15"]) == [FIRST, MEOW1]
+    assert ids(database, meta=["Camera=Andor", "Exposure-ms<15"]) == [FIRST]
+    assert ids(database, meta=["Elapsed<1"]) == [WIDE]
+    assert ids(database, meta=["Elapsed=33"]) == []  # overflowing: only the frames could say
+    assert ids(database, meta=["Stage.Z=1.5"]) == []  # below a key: only the frames could say
+
+
+@pytest.mark.postgresql
+def test_sqlite_and_postgresql_give_the_same_answers_through_the_summary(pg_url, tmp_path):
+    searches = [[text] for text in (
+        "Elapsed=33", "Elapsed=33.0", "Tag=t5", "Tag=1005", "Mixed=4", "Mixed>68", "Flag=true", "Flag=null",
+        "Elapsed>168", "x=0.30000000000000004", "x=0.3", "big=9007199254740993", "big<-9223372036854775807",
+        "tiny>0", "List=null", "Stage.Z=2", "Stage=none", "Exposure-ms=10", "Exposure-ms=50", "Camera=Andor",
+        "caf\u00e9=1", "flag=true")] + [{"Stage": {"Z": [2]}}, {"List": ["a", None]}, {"Flag": [3, True]}]
+    answers = []
+    for url in (sa.engine.URL.create("sqlite+pysqlite", database=str(tmp_path / "same.sqlite")), pg_url):
+        database = Database(url)
+        try:
+            database.create_tables()
+            add_datasets(database)
+            add_summary_datasets(database)
+            answers.append([ids(database, meta=meta) for meta in searches])
+        finally:
+            database.dispose()
+    assert sum(map(bool, answers[0])) > 20
+    for meta, on_sqlite, on_postgresql in zip(searches, *answers):
+        assert on_sqlite == on_postgresql, meta
