@@ -105,7 +105,8 @@ def _values(name: str, values, kind: type) -> list | None:
     return plain
 
 
-def _selection(channels, slices, times, positions) -> FrameSelection:
+def frame_selection(channels, slices, times, positions) -> FrameSelection:
+    """The downloader's FrameSelection from the filters a Python caller gives (one value, a list, or None)."""
     return FrameSelection(channels=_values("channels", channels, str), slices=_values("slices", slices, int),
                           times=_values("times", times, int), positions=_values("positions", positions, int))
 
@@ -248,7 +249,7 @@ class Connection:
             (the message lists the channels and indices it has).
         """
         info = self._frames_dataset(dataset_id, "list")
-        rows = select_frames(self.database, info.serial, _selection(channels, slices, times, positions),
+        rows = select_frames(self.database, info.serial, frame_selection(channels, slices, times, positions),
                              with_metadata=True)
         return pd.DataFrame([[getattr(row, name) for name in FRAME_COLUMNS] for row in rows],
                             columns=list(FRAME_COLUMNS))
@@ -305,7 +306,7 @@ class Connection:
             If the storage or database fails.
         """
         info = self._frames_dataset(dataset_id, "stack")
-        rows = select_frames(self.database, info.serial, _selection(channels, slices, times, positions))
+        rows = select_frames(self.database, info.serial, frame_selection(channels, slices, times, positions))
         grid = FrameGrid(info, rows)
         location = self._location(info, storage, storage_access, s3_endpoint_url)
         if lazy:

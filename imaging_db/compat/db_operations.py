@@ -22,9 +22,7 @@ The layer only reads: the original's ``insert_frames``/``insert_file`` are
 ``data_uploader``'s job.
 """
 
-import operator
 
-import numpy as np
 import pandas as pd
 from sqlalchemy.orm import Session
 
@@ -34,7 +32,8 @@ from imaging_db.database.models import Base, DataSet, FileGlobal, Frames, Frames
 from imaging_db.database.records import FRAME_COLUMNS_WITHOUT_METADATA, DatasetInfo, FrameRow
 from imaging_db.errors import InputError
 from imaging_db.metadata.dataset_id import parse_dataset_id
-from imaging_db.pipeline.selection import FrameSelection, select_frames
+from imaging_db.api.connection import frame_selection
+from imaging_db.pipeline.selection import select_frames
 
 # get_datasets' search keys: the original's five, then imaging_db's (find_datasets' parent and meta).
 SEARCH_KEYS = ("project_id", "microscope", "start_date", "end_date", "description", "parent", "meta")
@@ -82,34 +81,6 @@ def get_datasets(session: Session, search_dict: dict | None = None) -> list[Data
     return sorted(datasets, key=lambda dataset: dataset.dataset_serial)
 
 
-def _values(name: str, values, names: bool) -> list | None:
-    """A filter as a list (one value or several; None: all); numpy integers become ints.
-
-    ``names``: channel names are allowed besides integers.
-    """
-    if values is None:
-        return None
-    if isinstance(values, (str, int, np.integer)):
-        values = [values]
-    try:
-        values = list(values)
-    except TypeError:
-        raise InputError(f"{name} must be a list, not {type(values).__name__}") from None
-    plain = []
-    for value in values:
-        if names and isinstance(value, str):
-            plain.append(value)
-            continue
-        try:
-            if isinstance(value, bool):
-                raise TypeError
-            plain.append(operator.index(value))
-        except TypeError:
-            raise InputError(f"{name} must be {'names or indices' if names else 'integers'}, "
-                             f"not {value!r}") from None
-    return plain
-
-
 def global_meta(info: DatasetInfo) -> dict:
     """The original's ``global_meta`` of a frames dataset: its frames_global fields, then ``metadata_json``."""
     meta = {"storage_dir": info.storage_dir}
@@ -154,10 +125,7 @@ class DatabaseOperations:
         return database, database.get_dataset(serial)
 
     def _rows(self, database, info: DatasetInfo, positions, times, channels, slices) -> list[FrameRow]:
-        selection = FrameSelection(channels=_values("channels", channels, names=True),
-                                   slices=_values("slices", slices, names=False),
-                                   times=_values("times", times, names=False),
-                                   positions=_values("positions", positions, names=False))
+        selection = frame_selection(channels, slices, times, positions)
         return select_frames(database, info.serial, selection)
 
     def get_frames_meta(self, session: Session, positions=None, times=None, channels=None,
