@@ -25,8 +25,9 @@ demo: install
 	IMAGING_DB_HOME=$(DEMO_HOME) $(VENV)/bin/data_downloader --id $(DEMO_ID) --dest demo_download -c GFP -z 1 2 -t 0 -p 0 1
 	IMAGING_DB_HOME=$(DEMO_HOME) $(PY) examples/show_demo.py demo_download/$(DEMO_ID)
 
+# On every core (pytest-xdist): each test makes its own databases, folders and buckets.
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto $(PYTEST_ARGS)
 
 # Only the tests marked large: a BigTIFF over 4 GiB round trip, each CLI's wall time and peak RSS printed.
 # Needs about 9 GB free under the temporary folder, removed afterwards.
