@@ -175,7 +175,8 @@ class Database(DatasetLookups):
         except sa.exc.SQLAlchemyError as exc:
             raise DatabaseError(f"dataset {serial}: registering in database {self.describe()} failed: {first_line(exc)}") from exc
 
-    def insert_frames_dataset(self, dataset: DatasetRecord, frames_global: dict, frames: Iterable[dict]) -> None:
+    def insert_frames_dataset(self, dataset: DatasetRecord, frames_global: dict, frames: Iterable[dict],
+                              summary: frames_summary.SummaryBuilder | None = None) -> None:
         """Register a frames dataset: data_set, frames_global, all frames rows and their summary, in one transaction.
 
         Parameters
@@ -185,6 +186,10 @@ class Database(DatasetLookups):
             Values of the frames_global columns other than id and dataset_id.
         frames : iterable of dict
             One dict per frame with the keys of ``FRAME_COLUMNS``; read once, as the rows are sent.
+        summary : SummaryBuilder, optional
+            The summary of exactly these frames' metadata, made as they were
+            (the upload's workers do); without it, it is made from the rows
+            here (metadata given as JSON text is parsed again).
 
         Raises
         ------
@@ -200,9 +205,12 @@ class Database(DatasetLookups):
             frames_global_id = conn.execute(
                 sa.insert(_frames_global).values(dataset_id=dataset_id, **frames_global)
             ).inserted_primary_key[0]
+            if summary is None:
+                summary = frames_summary.SummaryBuilder()
+                frames = summary.counting(frames)
             insert_frame_rows(conn, frames_global_id, iter(frames))
-            # Made from the rows just sent, by the database: searches read it instead of every frame.
-            frames_summary.fill(conn, frames_global_id)
+            # Searches read it instead of every frame.
+            frames_summary.write(conn, summary.rows(frames_global_id))
 
     def insert_file_dataset(self, dataset: DatasetRecord, file_global: dict) -> None:
         """Register a file dataset: data_set and file_global rows, in one transaction.

@@ -6,9 +6,8 @@ from one row per dataset and key (see :mod:`imaging_db.database.search`):
 
 - ``distinct_values``: every distinct scalar (number, text, true, false,
   null) found at the key, or as an element of a list there, in any frame; a
-  JSON list. NULL when there are more than MAX_LISTED (``overflow``), or (on
-  SQLite, rarely) when a real number among them has no decimal text that reads
-  back as the same double: the search then reads the frames of that dataset.
+  JSON list. NULL when there are more than MAX_LISTED (``overflow``): the
+  search then reads the frames of that dataset.
 - ``min_number``, ``max_number``: the range of the numbers among them, always
   complete, so ``KEY>N`` and ``KEY<N`` need no frame.
 - ``has_other``, ``has_object``, ``has_array``: whether a text, true, false or
@@ -17,28 +16,223 @@ from one row per dataset and key (see :mod:`imaging_db.database.search`):
   datasets where they can match).
 
 Values are compared as each database compares JSON: numbers by value
-(5 and 5.0 are one), texts exactly, true, false and null by type. The summary
-is made by one SQL statement over the dataset's frames rows, in the
-transaction that registers them (``json_each`` on SQLite, ``jsonb_each`` on
-PostgreSQL), so the upload does no per-frame work in Python. Searches rely on
-every frames dataset having its summary: whatever registers frames must fill it.
+(5 and 5.0 are one), texts exactly, true, false and null by type.
 
-Its cost is reading every key and value of every frame once more. Measured on
-100,000 Micro-Manager frames (115 keys each, 2 cores, load 2-4): PostgreSQL
-12.7 s to insert the rows, 26.1 s with the summary (benchmarks/bench.py
---rows); SQLite 2.4-3.0 s, then 10.9-12.8 s for the summary. Neither engine
-goes much below a few hundred ns per key and value (SQLite's json_each with
-DISTINCT, PostgreSQL's jsonb_each with a hash aggregate were the fastest of
-the forms tried), so the cost follows the size of the frames' metadata.
+An upload makes the summary in Python, frame by frame as its encoding workers
+serialize each frame's metadata (:class:`SummaryBuilder`), and writes one row
+per key in the transaction that registers the frames. Numbers are listed by
+the very JSON text the frame holds, and the range is read from those texts by
+the database, so both mean what the database reads in the frames. Measured
+on 100,000 Micro-Manager frames (115 keys each, benchmarks/bench.py --rows,
+quiet machine): 13 us per frame in the workers, 1.3 s in all; the commit then
+takes 5.3 s on PostgreSQL and 1.4 s on SQLite, as with no summary at all (5.1
+and 1.4 s), where making it with one SQL aggregate over the frames rows once
+sent (:func:`fill`, still what backfills a database upgraded by migration
+0005) took 10.5 and 5.9 s. Searches rely on every frames dataset
+having its summary: whatever registers frames must write it.
+
+The two ways agree on every key and flag; where they can differ, the answers
+of a search cannot: the SQL aggregate lists no real number that SQLite prints
+with no text reading back the same (the key then counts as overflowing), and
+an integer beyond 2**53 next to a real that a database reads as equal is one
+value there and two here.
 """
+
+import json
+import math
+import threading
+from typing import Any, Iterable, Iterator
 
 import sqlalchemy as sa
 
+from imaging_db.json_text import clean_text, to_json_text
+
 # At most this many distinct values of a key are listed; beyond, the key overflows.
 MAX_LISTED = 64
+# (key, type, value) triples gathered before they are folded into the keys' summaries: bounds the memory
+# taken by keys whose value changes with every frame (times, positions).
+_FOLD_AT = 20000
 
 _COLUMNS = ("frames_global_id, key, distinct_values, overflow, min_number, max_number, has_other, has_object, "
             "has_array")
+
+
+class _Literal:
+    """true, false or null as a summary value: bool and None must not equal the numbers 1 and 0."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+_TRUE, _FALSE, _NULL = _Literal("true"), _Literal("false"), _Literal("null")
+
+
+class _Key:
+    """What the frames hold at one key (see the module's description)."""
+
+    __slots__ = ("values", "int_lo", "int_hi", "real_lo", "real_hi", "has_other", "has_object", "has_array")
+
+    def __init__(self):
+        self.values: dict | None = {}  # value -> its JSON text, in the order first seen; None once overflowing
+        self.int_lo = self.int_hi = self.real_lo = self.real_hi = None
+        self.has_other = self.has_object = self.has_array = False
+
+    def scalar(self, value) -> None:
+        """Count one scalar found at the key or in a list there (nested lists and objects are not)."""
+        kind = type(value)
+        if kind is str:
+            self.has_other = True
+            item, text = value, None
+        elif kind is bool or value is None:
+            self.has_other = True
+            item = _TRUE if value is True else _FALSE if value is False else _NULL
+            text = item.text
+        elif kind is float or kind is int or isinstance(value, (int, float)):  # (subclasses as json writes them)
+            if isinstance(value, float) and not math.isfinite(value):
+                self.scalar(None)  # stored as null (see json_text)
+                return
+            self._number(value)
+            item, text = value, None
+        elif isinstance(value, str):
+            self.scalar(str(value))
+            return
+        else:
+            return  # nothing JSON can hold: the frame's metadata could not be stored either
+        values = self.values
+        if values is None or item in values:
+            return
+        if len(values) >= MAX_LISTED:
+            self.values = None
+            return
+        if text is None:
+            text = to_json_text(clean_text(item) if kind is str else item)
+        values[item] = text
+
+    def _number(self, value) -> None:
+        # Integers and reals apart: the database takes the lowest and highest of the two as it reads them.
+        if isinstance(value, int):
+            if self.int_lo is None or value < self.int_lo:
+                self.int_lo = value
+            if self.int_hi is None or value > self.int_hi:
+                self.int_hi = value
+        else:
+            if self.real_lo is None or value < self.real_lo:
+                self.real_lo = value
+            if self.real_hi is None or value > self.real_hi:
+                self.real_hi = value
+
+    def value(self, value) -> None:
+        """Count a value found at the key in one frame."""
+        if isinstance(value, dict):
+            self.has_object = True
+        elif isinstance(value, (list, tuple)):
+            self.has_array = True
+            for element in value:
+                if not isinstance(element, (dict, list, tuple)):
+                    self.scalar(element)
+        else:
+            self.scalar(value)
+
+
+class SummaryBuilder:
+    """Makes a frames dataset's summary from its frames' metadata, one frame at a time.
+
+    ``add`` may be called from several threads at once (the upload's encoding
+    workers). Each frame costs one set update of its (key, type, value)
+    triples, done in C, while the values repeat from frame to frame; the
+    distinct triples are folded into the keys' summaries every _FOLD_AT.
+    """
+
+    def __init__(self):
+        self._triples: set = set()
+        self._keys: dict[str, _Key] = {}
+        self._names: dict[Any, str] = {}  # a key as given -> as stored (cleaned, a JSON object's key text)
+        self._lock = threading.Lock()
+
+    def add(self, metadata) -> None:
+        """Count one frame's metadata: a dict, or JSON text (anything but an object has no keys)."""
+        if isinstance(metadata, str):
+            metadata = json.loads(metadata)
+        if not isinstance(metadata, dict):
+            return
+        with self._lock:
+            try:
+                self._triples.update(zip(metadata.keys(), map(type, metadata.values()), metadata.values()))
+            except TypeError:  # a list or an object among the values: those one by one
+                for key, value in metadata.items():
+                    if isinstance(value, (dict, list, tuple)):
+                        self._key(key).value(value)
+                    else:
+                        self._triples.add((key, type(value), value))
+            if len(self._triples) >= _FOLD_AT:
+                self._fold()
+
+    def counting(self, rows: Iterable[dict]) -> Iterator[dict]:
+        """Yield the frames rows, counting the metadata of each (a dict or JSON text) as it passes."""
+        for row in rows:
+            self.add(row["metadata_json"])
+            yield row
+
+    def _key(self, key) -> _Key:
+        name = self._names.get(key)
+        if name is None:
+            # As the frame's JSON text has it: cleaned, and a number, true, false or null as a JSON writer
+            # turns them into an object's key.
+            name = clean_text(key) if isinstance(key, str) else next(iter(json.loads(to_json_text({key: 0}))))
+            self._names[key] = name
+        summary = self._keys.get(name)
+        if summary is None:
+            summary = self._keys[name] = _Key()
+        return summary
+
+    def _fold(self) -> None:
+        for key, _kind, value in self._triples:
+            self._key(key).value(value)
+        self._triples.clear()
+
+    def rows(self, frames_global_id: int) -> list[dict]:
+        """The summary's rows, with the numbers' bounds as JSON texts (see ``write``)."""
+        with self._lock:
+            self._fold()
+            rows = []
+            text = (lambda number: None if number is None else to_json_text(number))
+            for name, key in self._keys.items():
+                rows.append({
+                    "frames_global_id": frames_global_id,
+                    "key": name,
+                    "distinct_values": None if key.values is None else "[" + ",".join(key.values.values()) + "]",
+                    "overflow": key.values is None,
+                    "int_lo": text(key.int_lo), "real_lo": text(key.real_lo),
+                    "int_hi": text(key.int_hi), "real_hi": text(key.real_hi),
+                    "has_other": key.has_other, "has_object": key.has_object, "has_array": key.has_array,
+                })
+            return rows
+
+
+# Each database reads the bounds from the JSON texts as it reads the frames' numbers, and takes the lowest
+# and the highest of the integers' and reals' (a NULL when the key holds no number of that kind).
+_WRITE = {
+    "sqlite": (
+        "INSERT INTO frames_meta_summary ({columns}) VALUES (:frames_global_id, :key, :distinct_values, :overflow, "
+        "min(coalesce(json_extract(:int_lo, '$'), json_extract(:real_lo, '$')), "
+        "coalesce(json_extract(:real_lo, '$'), json_extract(:int_lo, '$'))), "
+        "max(coalesce(json_extract(:int_hi, '$'), json_extract(:real_hi, '$')), "
+        "coalesce(json_extract(:real_hi, '$'), json_extract(:int_hi, '$'))), "
+        ":has_other, :has_object, :has_array)"),
+    "postgresql": (
+        "INSERT INTO frames_meta_summary ({columns}) VALUES (:frames_global_id, :key, "
+        "CAST(:distinct_values AS jsonb), :overflow, "
+        "LEAST(CAST(:int_lo AS numeric), CAST(:real_lo AS numeric)), "
+        "GREATEST(CAST(:int_hi AS numeric), CAST(:real_hi AS numeric)), "
+        ":has_other, :has_object, :has_array)"),
+}
+
+
+def write(conn: sa.Connection, rows: Iterable[dict]) -> None:
+    """Insert summary rows made by :meth:`SummaryBuilder.rows`, in the caller's transaction."""
+    rows = list(rows)
+    if rows:
+        conn.execute(sa.text(_WRITE[conn.dialect.name].format(columns=_COLUMNS)), rows)
 
 # SQLite. The distinct pairs come from DISTINCT, whose index holds only them, rather than GROUP BY, which
 # sorts every pair (measured on 20,000 Micro-Manager frames: 1.9 s against 3.5 s). json_each gives SQL

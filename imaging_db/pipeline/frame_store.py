@@ -3,6 +3,7 @@
 import hashlib
 from dataclasses import dataclass
 
+from imaging_db.database.frames_summary import SummaryBuilder
 from imaging_db.errors import ImagingDBError
 from imaging_db.faults import fault_point
 from imaging_db.filestorage import DataStorage, ObjectWriter, StoredObject
@@ -36,8 +37,10 @@ def _already_stored(storage: DataStorage, key: str, data: bytes, sha256: str,
         return False
 
 def store_frame(frame: Frame, prefix: str, storage: DataStorage, writer: ObjectWriter,
-                existing: dict[str, StoredObject], compression: int | None) -> StoredFrame:
+                existing: dict[str, StoredObject], compression: int | None, summary: SummaryBuilder) -> StoredFrame:
     """Encode one frame as PNG, hash it and store it under ``prefix`` (in an encoding worker).
+
+    Its metadata is counted in the dataset's ``summary`` too.
 
     With ``existing`` (a resumed upload) an object already stored with the
     same content is kept, and one of other content, left by an earlier run
@@ -88,4 +91,5 @@ def store_frame(frame: Frame, prefix: str, storage: DataStorage, writer: ObjectW
         # Serialized here, in parallel with the encoding, so the commit only sends text.
         "metadata_json": to_json_text(frame.metadata),
     }
+    summary.add(frame.metadata)
     return StoredFrame(row, pixels.nbytes, stored_bytes, skipped)

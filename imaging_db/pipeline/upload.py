@@ -12,6 +12,7 @@ import logging
 import time
 from pathlib import Path
 
+from imaging_db.database.frames_summary import SummaryBuilder
 from imaging_db.database.db_ops import Database, DatasetRecord
 from imaging_db.errors import DatasetExistsError, ImagingDBError, InputError
 from imaging_db.faults import fault_point
@@ -140,6 +141,7 @@ class Uploader:
         prefix = keys.frames_dir(plan.serial)
         result = DatasetResult(plan.serial, ok=False)
         rows = RowSpool()  # on disk: memory does not grow with the number of frames
+        summary = SummaryBuilder()  # of the frames' metadata, made by the workers as they serialize it
         first_where = shape = None
         in_flight: collections.deque = collections.deque()
         max_in_flight = 0
@@ -175,7 +177,7 @@ class Uploader:
                             f"but {first_where} is {shape[1]} {shape[0]}; all frames must match"
                         )
                     in_flight.append(pool.submit(store_frame, frame, prefix, self.storage, writer, plan.existing,
-                                                 self.config.png_compression))
+                                                 self.config.png_compression, summary))
                     frame = pixels = None
                     while len(in_flight) >= max_in_flight:
                         collect(in_flight.popleft())
@@ -208,7 +210,7 @@ class Uploader:
         fault_point("upload.before_commit")
         with rows:
             self._register(plan, writer.written, lambda: self.database.insert_frames_dataset(
-                self._record(plan, frames=True), frames_global, rows.sorted_rows()))
+                self._record(plan, frames=True), frames_global, rows.sorted_rows(), summary))
         fault_point("upload.committed")
         result.ok = True
         result.nbr_frames = len(rows)

@@ -413,7 +413,8 @@ def add_summary_datasets(database: Database) -> None:
         "Elapsed": z, "Tag": f"t{z}", "Mixed": z if z % 2 else str(z), "Flag": [z, z == 3 or None]})
     add_frames(database, WIDER, ("GFP",), 70, frame_meta=lambda c, z: {"Elapsed": 100 + z, "Tag": 1000 + z})
     add_frames(database, EXACT, ("GFP", "DAPI"), frame_meta=lambda c, z: [
-        # SQLite prints no decimal text of 1.0719262286666168e+300 that reads back as it: not listed there.
+        # SQLite prints no decimal text of 1.0719262286666168e+300 that reads back as it: an upload lists it by
+        # the frame's own text, which SQLite reads as it reads the frame (the SQL backfill leaves it unlisted).
         {"x": 0.1 + 0.2, "big": 2**53 + 1, "tiny": 5e-324, "Stage": {"Z": [1, 2]}, "huge": 1.0719262286666168e+300},
         {"x": 1e300, "big": -(2**63), "List": ["a", 1.5, None], "Stage": "none"}][c])
 
