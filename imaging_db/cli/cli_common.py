@@ -12,7 +12,7 @@ import traceback
 from typing import Callable, Sequence
 from urllib.parse import quote, quote_plus
 
-from imaging_db import process
+from imaging_db import __version__, process
 from imaging_db.errors import ImagingDBError
 from imaging_db.filestorage import storage_names
 
@@ -80,11 +80,23 @@ def console_script(prog: str, build_parser: Callable[[], argparse.ArgumentParser
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--verbose`` and ``--no-progress``."""
+    """Add ``--verbose``, ``--no-progress`` and ``--version``."""
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log details, and show a traceback on error")
     parser.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                         help="hide progress bars (shown by default on a terminal)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s (imaging_db {__version__})")
+
+
+def add_json_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """Add ``--json``: ``what`` is printed as one JSON document on stdout, and so is an error (see :func:`run`)."""
+    parser.add_argument("--json", action="store_true",
+                        help=f"print one JSON document on stdout ({what}) instead of the lines for people")
+
+
+def print_json(document: dict) -> None:
+    """Print ``document`` as the run's one JSON document on stdout."""
+    print(json.dumps(document, indent=2, ensure_ascii=False))
 
 
 def add_store_arguments(parser: argparse.ArgumentParser, from_config: bool = False) -> None:
@@ -198,26 +210,31 @@ def run(main: Callable[[argparse.Namespace], int], args: argparse.Namespace, pro
     handlers = list(logging.getLogger().handlers)
     for handler in handlers:
         handler.addFilter(scrubber)
+
+    def failed(status: int, line: str, error: str) -> int:
+        print(scrubber.scrub(line), file=sys.stderr)
+        if getattr(args, "json", False):  # a script reading stdout still gets its one document
+            print_json({"command": prog, "ok": False, "exit_status": status, "error": scrubber.scrub(error)})
+        return status
+
     try:
         return main(args)
     except ImagingDBError as exc:
         if args.verbose:
             print(scrubber.scrub(traceback.format_exc()), end="", file=sys.stderr)
-        print(scrubber.scrub(f"{prog}: error: {exc}"), file=sys.stderr)
-        return EXIT_FAILED
+        return failed(EXIT_FAILED, f"{prog}: error: {exc}", str(exc))
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted{on_interrupt}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return failed(EXIT_INTERRUPTED, f"{prog}: interrupted{on_interrupt}", f"interrupted{on_interrupt}")
     except Exception as exc:  # anything unforeseen still gets one line, never a bare traceback
         if args.verbose:
             print(scrubber.scrub(traceback.format_exc()), end="", file=sys.stderr)
-        print(scrubber.scrub(f"{prog}: unexpected error: {type(exc).__name__}: {exc} "
-                             "(rerun with --verbose for a traceback)"), file=sys.stderr)
-        return EXIT_UNEXPECTED
+        return failed(EXIT_UNEXPECTED, f"{prog}: unexpected error: {type(exc).__name__}: {exc} "
+                      "(rerun with --verbose for a traceback)", f"{type(exc).__name__}: {exc}")
     finally:
         for handler in handlers:
             handler.removeFilter(scrubber)
 
 
-__all__ = ["EXIT_FAILED", "EXIT_OK", "SecretScrubber", "add_common_arguments", "add_store_arguments",
-           "console_script", "known_secrets", "positive_int", "run", "store_options"]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "SecretScrubber", "add_common_arguments", "add_json_argument",
+           "add_store_arguments", "console_script", "known_secrets", "positive_int", "print_json", "run",
+           "store_options"]

@@ -9,8 +9,8 @@ if __package__ in (None, ""):  # run as `python imaging_db/cli/data_uploader.py`
 
     sys.path[0] = str(Path(__file__).resolve().parents[2])
 
-from imaging_db.cli.cli_common import (EXIT_FAILED, EXIT_OK, add_common_arguments, add_store_arguments,
-                                       console_script, store_options)
+from imaging_db.cli.cli_common import (EXIT_FAILED, EXIT_OK, add_common_arguments, add_json_argument,
+                                       add_store_arguments, console_script, print_json, store_options)
 from imaging_db.errors import InputError
 
 
@@ -26,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="resume an interrupted upload: keep frames already stored with the same content")
     parser.add_argument("--overwrite", action="store_true",
                         help="the original imagingDB's name for --override (accepted, with a warning)")
+    parser.add_argument("--skip-existing", "--skip_existing", dest="skip_existing", action="store_true",
+                        help="a dataset id already registered is reported as skipped (exit 0), not as a failure: "
+                             "a nightly job can rerun its CSV")
+    add_json_argument(parser, "each dataset's status, counts, bytes and seconds, and the totals")
     add_store_arguments(parser, from_config=True)
     add_common_arguments(parser)
     return parser
@@ -47,17 +51,32 @@ def resume_flag(args: argparse.Namespace) -> bool:
 
 
 def upload(args: argparse.Namespace) -> int:
-    """Upload the CSV's datasets; print one line per dataset."""
+    """Upload the CSV's datasets; print one line per dataset (or, with --json, one document)."""
     from imaging_db.pipeline.upload import upload_from_csv
 
-    results = upload_from_csv(args.csv, config=args.config, override=resume_flag(args), **store_options(args))
-    for result in results:
-        print(result.summary(), file=sys.stdout if result.ok else sys.stderr)
+    results = upload_from_csv(args.csv, config=args.config, override=resume_flag(args),
+                              skip_existing=args.skip_existing, **store_options(args))
     failed = sum(not r.ok for r in results)
+    if args.json:
+        print_json(report(results))
+    else:
+        for result in results:
+            print(result.summary(), file=sys.stdout if result.ok else sys.stderr)
     if failed:
         print(f"data_uploader: {failed} of {len(results)} dataset(s) failed", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def report(results) -> dict:
+    """The --json document: each dataset's outcome and figures, and the totals."""
+    datasets = [result.to_dict() for result in results]
+    totals = {status: sum(d["status"] == status for d in datasets) for status in ("uploaded", "skipped", "failed")}
+    for figure in ("nbr_frames", "raw_bytes", "stored_bytes"):
+        totals[figure] = sum(d[figure] for d in datasets if d["status"] == "uploaded")
+    totals["seconds"] = round(sum(result.seconds for result in results), 3)
+    return {"command": "data_uploader", "ok": not totals["failed"], "exit_status": EXIT_FAILED if totals["failed"]
+            else EXIT_OK, "datasets": datasets, "totals": totals}
 
 
 main = console_script(

@@ -1,7 +1,6 @@
 """data_verify: re-read every stored object of datasets, compare checksums, report missing, corrupt and orphaned objects."""
 
 import argparse
-import json
 import sys
 
 if __package__ in (None, ""):  # run as `python imaging_db/cli/data_verify.py`
@@ -9,8 +8,8 @@ if __package__ in (None, ""):  # run as `python imaging_db/cli/data_verify.py`
 
     sys.path[0] = str(Path(__file__).resolve().parents[2])
 
-from imaging_db.cli.cli_common import (EXIT_FAILED, EXIT_OK, add_common_arguments, add_store_arguments, console_script,
-                                       store_options)
+from imaging_db.cli.cli_common import (EXIT_FAILED, EXIT_OK, add_common_arguments, add_json_argument,
+                                       add_store_arguments, console_script, print_json, store_options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--all", action="store_true",
                        help="every registered dataset, and the prefixes of no registered dataset")
     add_store_arguments(parser)
-    parser.add_argument("--json", action="store_true", help="print one JSON document instead of the summary")
+    add_json_argument(parser, "each dataset's counts and problems, the prefixes of no dataset, totals")
     parser.add_argument("--remove-orphans", "--remove_orphans", dest="remove_orphans", action="store_true",
                         help="remove orphaned objects and unfinished writes that no committed dataset owns "
                              "(never those of an upload in progress)")
@@ -39,11 +38,12 @@ def verify(args: argparse.Namespace) -> int:
 
     report = verify_datasets(None if args.all else args.dataset_ids, remove_orphans=args.remove_orphans,
                              **store_options(args))
+    status = EXIT_OK if report.ok else EXIT_FAILED
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print_json({"command": "data_verify", "exit_status": status, **report.to_dict()})
     else:
         print("\n".join(report.summary_lines(max_per_kind=None if args.verbose else 20)))
-    return EXIT_OK if report.ok else EXIT_FAILED
+    return status
 
 
 main = console_script("data_verify", build_parser, verify, imports=["imaging_db.pipeline.verify"])

@@ -50,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="KEY=VALUE, KEY>N or KEY<N on the global metadata or any frame's metadata; KEY may be "
                              "dotted (Summary.ChNames); VALUE matches a number, text or list element. "
                              "Repeat: all must match")
-    parser.add_argument("--format", choices=FORMATS, default="table",
+    parser.add_argument("--format", choices=FORMATS, default=None,
                         help="a readable table (default), or csv or json with every field in full, for scripts")
+    parser.add_argument("--json", action="store_true", help="the same as --format json")
     add_common_arguments(parser)
     return parser
 
@@ -61,7 +62,11 @@ def query(args: argparse.Namespace) -> int:
     from imaging_db.database.connection import load_login
     from imaging_db.database.db_ops import Database
     from imaging_db.database.search import DatasetFilters, search
-    from imaging_db.errors import NotFoundError
+    from imaging_db.errors import InputError, NotFoundError
+
+    if args.json and args.format not in (None, "json"):
+        raise InputError(f"--json and --format {args.format} ask for two formats: give one")
+    args.format = "json" if args.json else args.format or "table"
 
     filters = DatasetFilters.make(project_id=args.project_id, microscope=args.microscope,
                                   start_date=args.start_date, end_date=args.end_date,

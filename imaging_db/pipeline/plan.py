@@ -57,23 +57,43 @@ class DatasetResult:
     seconds: float = 0.0
     error: str | None = None
     file_name: str | None = None
+    skipped: bool = False  # already registered, left as it is (--skip-existing)
+    notes: list[str] = field(default_factory=list)  # how the input was read, when a misread would not show
+
+    @property
+    def status(self) -> str:
+        """``uploaded``, ``skipped`` or ``failed``."""
+        return "failed" if not self.ok else "skipped" if self.skipped else "uploaded"
+
+    def to_dict(self) -> dict:
+        """The outcome and figures, for ``data_uploader --json``."""
+        return {
+            "dataset_id": self.dataset_serial, "status": self.status, "upload_type": (
+                None if self.skipped or not self.ok else "file" if self.file_name is not None else "frames"),
+            "nbr_frames": self.nbr_frames, "file_name": self.file_name, "raw_bytes": self.raw_bytes,
+            "stored_bytes": self.stored_bytes, "already_stored": self.skipped_frames,
+            "seconds": round(self.seconds, 3), "notes": list(self.notes), "error": self.error,
+        }
 
     def summary(self) -> str:
         """One line for the user."""
         if not self.ok:
             return f"{self.dataset_serial}: FAILED: {self.error}"
+        if self.skipped:
+            return f"{self.dataset_serial}: already registered, skipped"
+        notes = "".join(f" ({note})" for note in self.notes)
         mb = self.raw_bytes / 1e6
         rate = mb / self.seconds if self.seconds > 0 else 0.0
         if self.file_name is not None:
             kept = " (already stored)" if self.skipped_frames else ""
             return (f"{self.dataset_serial}: file {self.file_name}, {mb:.1f} MB{kept}, "
-                    f"{self.seconds:.2f} s, {rate:.1f} MB/s")
+                    f"{self.seconds:.2f} s, {rate:.1f} MB/s{notes}")
         fps = self.nbr_frames / self.seconds if self.seconds > 0 else 0.0
         resumed = f", {self.skipped_frames} already stored" if self.skipped_frames else ""
         return (
             f"{self.dataset_serial}: {self.nbr_frames} frames, {mb:.1f} MB raw, "
             f"{self.stored_bytes / 1e6:.1f} MB stored{resumed}, {self.seconds:.2f} s, "
-            f"{rate:.1f} MB/s, {fps:.1f} frames/s"
+            f"{rate:.1f} MB/s, {fps:.1f} frames/s{notes}"
         )
 
 
@@ -85,12 +105,15 @@ class Planner:
     database : Database
     storage : DataStorage
     config : UploadConfig
+    skip_existing : bool
+        A dataset already registered is skipped (a success) rather than refused.
     """
 
-    def __init__(self, database: Database, storage: DataStorage, config: UploadConfig):
+    def __init__(self, database: Database, storage: DataStorage, config: UploadConfig, skip_existing: bool = False):
         self.database = database
         self.storage = storage
         self.config = config
+        self.skip_existing = skip_existing
         self._filename_parser = get_filename_parser(config.filename_parser)
         self._default_schema = load_meta_schema(config.meta_schema) if config.meta_schema else None
 
@@ -102,8 +125,8 @@ class Planner:
         plans : list of DatasetPlan
             The datasets to upload.
         refused : list of DatasetResult
-            Datasets refused without touching them (already registered, or
-            already in storage without ``override``).
+            Datasets not uploaded, untouched: already registered (refused, or
+            skipped with ``skip_existing``).
 
         Raises
         ------
@@ -134,6 +157,9 @@ class Planner:
                     "list parents before their children"
                 )
             earlier.add(serial)
+            if serial in registered and self.skip_existing:
+                refused.append(DatasetResult(serial, ok=True, skipped=True))
+                continue
             if serial in registered:
                 refused.append(DatasetResult(serial, ok=False, error=(
                     f"dataset {serial} is already in the database {self.database.describe()}; not touched"

@@ -51,20 +51,25 @@ class Uploader:
         content are not stored again.
     progress : bool or None
         Show tqdm progress bars (None: only on a terminal).
+    skip_existing : bool
+        A dataset id already registered is reported as skipped, a success,
+        rather than refused (a nightly job can rerun its CSV).
     """
 
     def __init__(self, database: Database, storage: DataStorage, config: UploadConfig,
-                 nbr_workers: int = 1, override: bool = False, progress: bool | None = None):
+                 nbr_workers: int = 1, override: bool = False, progress: bool | None = None,
+                 skip_existing: bool = False):
         self.database = database
         self.storage = storage
         self.config = config
         self.nbr_workers = max(1, int(nbr_workers))
         self.override = override
+        self.skip_existing = skip_existing
         self.progress = progress
 
     def prepare(self, rows: list[UploadRow]) -> tuple[list[DatasetPlan], list[DatasetResult]]:
         """Check every row before anything is written: see :meth:`Planner.prepare`."""
-        return Planner(self.database, self.storage, self.config).prepare(rows)
+        return Planner(self.database, self.storage, self.config, self.skip_existing).prepare(rows)
 
     # ----------------------------------------------------------------- upload
     def upload(self, plans: list[DatasetPlan]) -> list[DatasetResult]:
@@ -97,6 +102,8 @@ class Uploader:
         """
         serial = plan.serial
         if self.database.existing_serials([serial]):
+            if self.skip_existing:  # registered by another run since prepare() looked
+                return DatasetResult(serial, ok=True, skipped=True)
             return DatasetResult(serial, ok=False, error=(
                 f"dataset {serial} is already in the database {self.database.describe()}; not touched"))
         prefix = (keys.frames_dir if plan.upload_type == "frames" else keys.files_dir)(serial) + "/"
@@ -277,7 +284,7 @@ class Uploader:
 def upload_from_csv(csv_path: str | Path, login: str | Path | None = None, config: str | Path | None = None,
                     storage: str | None = None, storage_access: str | None = None,
                     s3_endpoint_url: str | None = None, nbr_workers: int | None = None, override: bool = False,
-                    progress: bool | None = None) -> list[DatasetResult]:
+                    progress: bool | None = None, skip_existing: bool = False) -> list[DatasetResult]:
     """Upload every dataset of an upload CSV: the library behind ``data_uploader``.
 
     Parameters
@@ -294,6 +301,9 @@ def upload_from_csv(csv_path: str | Path, login: str | Path | None = None, confi
         Resume interrupted uploads.
     progress : bool or None
         Progress bars (None: only on a terminal).
+    skip_existing : bool
+        Report datasets already registered as skipped (``ok`` and
+        ``skipped``) instead of refusing them.
 
     Returns
     -------
@@ -311,7 +321,7 @@ def upload_from_csv(csv_path: str | Path, login: str | Path | None = None, confi
     database, data_storage, workers = open_for_upload(login, upload_config)
     try:
         uploader = Uploader(database, data_storage, upload_config, nbr_workers=workers,
-                            override=override, progress=progress)
+                            override=override, progress=progress, skip_existing=skip_existing)
         plans, refused = uploader.prepare(rows)
         if plans:
             database.create_tables()
