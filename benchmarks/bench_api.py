@@ -136,6 +136,19 @@ print(json.dumps({"reads_when_built": built, "frames_read": read, "slices": lazy
 """
 
 
+# The memory floor of the libraries get_stack loads (numpy, pandas, xarray, dask, SQLAlchemy; boto3 and its S3
+# client for S3): a fresh process's peak RSS for a get_stack of one frame. What the full get_stack takes over
+# its array and this floor is its own: frames in flight, threads, buffers.
+ONE_FRAME_CHILD = r"""
+import json, sys
+import imaging_db
+db = imaging_db.connect()
+stack = db.get_stack(sys.argv[1], channels=[0], slices=[0], times=[0], positions=[0])
+peak = [int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
+print(json.dumps({"peak_rss_mb": peak, "nbytes": stack.nbytes}))
+"""
+
+
 def run_child(script: str, args: list[str], env: dict) -> dict:
     done = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -173,6 +186,10 @@ def bench_storage(label: str, serial: str, png_folder: Path, source: Path, env: 
               f"peak RSS {run['peak_rss_mb']:.0f} MiB (array {run['nbytes'] / 2**20:.0f} MiB, "
               f"{run['rss_before_mb']:.0f} MiB before reading), {run['checked']} frames bit-exact, "
               f"load {os.getloadavg()[0]:.1f}", flush=True)
+    one = [run_child(ONE_FRAME_CHILD, [serial], env) for _ in range(repeat)]
+    floor_mb = float(np.median([(r["peak_rss_mb"] * 2**20 - r["nbytes"]) / 1e6 for r in one]))
+    print(f"  {label} libraries' floor (peak RSS of a get_stack of one frame, less its array): {floor_mb:.0f} MB",
+          flush=True)
     p, t, c = workload.nbr_positions - 1, workload.nbr_times // 2, 0
     lazy = run_child(LAZY_CHILD, [serial, str(p), str(t), str(c)], env)
     print(f"  {label} lazy max over z of (p {p}, t {t}, c {c}): {lazy['frames_read']} frames read "
@@ -186,6 +203,8 @@ def bench_storage(label: str, serial: str, png_folder: Path, source: Path, env: 
     result["peak_rss_mb"] *= 2**20 / 1e6  # MiB -> MB, as the array
     result["rss_before_mb"] *= 2**20 / 1e6
     result["rss_over_array_mb"] = result["peak_rss_mb"] - result["array_mb"]
+    result["libraries_floor_mb"] = floor_mb
+    result["own_mb"] = result["rss_over_array_mb"] - floor_mb
     return result
 
 
@@ -217,12 +236,14 @@ def render(results: list[dict], args) -> str:
         "checksum. The moto server runs in the benchmark's process, on "
         f"the same cores. Memory warmed: {args.warm_gb:g} GB. Load average at the end: "
         f"{os.getloadavg()[0]:.1f}. Targets: frames/s >= {FLOOR_TARGET} of the floor, peak RSS <= array + "
-        f"{RSS_TARGET_MB} MB, S3 within 2x of local; lazy max over z of one (p, t, c) reads only its slices.",
+        f"{RSS_TARGET_MB} MB, S3 within 2x of local; lazy max over z of one (p, t, c) reads only its slices. "
+        "Libraries' floor: the peak RSS of a fresh process's get_stack of one frame (all the libraries get_stack "
+        "loads, the S3 client included), less that frame; get_stack's own: RSS - array - that floor.",
         "",
         "| workload | storage | frames | first get_stack s | first frames/s | first / floor | then frames/s | "
         "decode floor frames/s | then / floor | array MB | peak RSS MB | RSS - array MB | RSS before reading MB | "
-        "lazy max-z frames read / slices | lazy s | bit-exact frames |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "libraries' floor MB | get_stack's own MB | lazy max-z frames read / slices | lazy s | bit-exact frames |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lazy = r["lazy"]
@@ -230,7 +251,8 @@ def render(results: list[dict], args) -> str:
             f"| medium | {r['storage']} | {r['frames']} | {r['first_seconds']:.2f} | {r['first_fps']:.1f} | "
             f"{r['first_ratio']:.2f} | {r['fps']:.1f} | {r['floor_fps']:.1f} | {r['ratio']:.2f} | "
             f"{r['array_mb']:.0f} | {r['peak_rss_mb']:.0f} | {r['rss_over_array_mb']:.0f} | "
-            f"{r['rss_before_mb']:.0f} | {lazy['frames_read']} / {lazy['slices']} | {lazy['seconds']:.2f} | "
+            f"{r['rss_before_mb']:.0f} | {r['libraries_floor_mb']:.0f} | {r['own_mb']:.0f} | "
+            f"{lazy['frames_read']} / {lazy['slices']} | {lazy['seconds']:.2f} | "
             f"{r['checked']} |")
     if len(results) == 2:
         lines += ["", f"S3 / local get_stack time: first {results[1]['first_seconds'] / results[0]['first_seconds']:.2f}x, "
