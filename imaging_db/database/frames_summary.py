@@ -47,8 +47,11 @@ import sqlalchemy as sa
 
 from imaging_db.json_text import clean_text, to_json_text
 
-# At most this many distinct values of a key are listed; beyond, the key overflows.
-MAX_LISTED = 64
+# At most this many distinct values of a key are listed; beyond, the key overflows. Enough for a text that
+# changes with every frame (a UUID, a time) in datasets of a few hundred frames, and for the position names of
+# a plate; a search tests at most this many per dataset and key (on 1,000 datasets of ~100 frames, a UUID is
+# found in 0.03 s from the lists where reading the frames took 0.56 s on SQLite).
+MAX_LISTED = 256
 # (key, type, value) triples gathered before they are folded into the keys' summaries: bounds the memory
 # taken by keys whose value changes with every frame (times, positions).
 _FOLD_AT = 20000
@@ -195,18 +198,21 @@ class SummaryBuilder:
         with self._lock:
             self._fold()
             rows = []
-            text = (lambda number: None if number is None else to_json_text(number))
             for name, key in self._keys.items():
                 rows.append({
                     "frames_global_id": frames_global_id,
                     "key": name,
                     "distinct_values": None if key.values is None else "[" + ",".join(key.values.values()) + "]",
                     "overflow": key.values is None,
-                    "int_lo": text(key.int_lo), "real_lo": text(key.real_lo),
-                    "int_hi": text(key.int_hi), "real_hi": text(key.real_hi),
+                    "int_lo": _number_text(key.int_lo), "real_lo": _number_text(key.real_lo),
+                    "int_hi": _number_text(key.int_hi), "real_hi": _number_text(key.real_hi),
                     "has_other": key.has_other, "has_object": key.has_object, "has_array": key.has_array,
                 })
             return rows
+
+
+def _number_text(number: int | float | None) -> str | None:
+    return None if number is None else to_json_text(number)
 
 
 # Each database reads the bounds from the JSON texts as it reads the frames' numbers, and takes the lowest

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from imaging_db.database.db_ops import FRAME_COLUMNS, Database, DatasetRecord
-from imaging_db.database import bulk_insert
+from imaging_db.database import bulk_insert, frames_summary
 from imaging_db.database.models import DataSet
 from imaging_db.errors import DatabaseError, DatasetExistsError, InputError, NotFoundError
 
@@ -501,7 +501,7 @@ def test_insert_frames_dataset_summarizes_the_frames_metadata(database):
         {"Exposure-ms": 10.0, "Camera": "Andor", "flags": 3, "Stage": [1], "Count": "5"},
         json.dumps({"Exposure-ms": 20.5, "Camera": "5", "caf\u00e9": 1}, ensure_ascii=False),  # text, as stored
         None, "[1, 2]", '"a JSON text"',  # no object: nothing to summarize
-        *({"Elapsed": i, "Binning": "1x1"} for i in range(70)),
+        *({"Elapsed": i, "Binning": "1x1"} for i in range(frames_summary.MAX_LISTED + 6)),
     ]
     frames = [{**_frame(0, z, 0, 0), "metadata_json": meta} for z, meta in enumerate(metas)]
     database.insert_frames_dataset(_record(), _frames_global(len(frames), z=len(frames)), frames)
@@ -510,8 +510,8 @@ def test_insert_frames_dataset_summarizes_the_frames_metadata(database):
         "Binning": ({("str", "1x1")}, False, None, None, True, False, False),
         "Camera": ({("str", "Andor"), ("str", "5")}, False, None, None, True, False, False),
         "Count": ({("str", "5")}, False, None, None, True, False, False),
-        # More than 64 distinct values: none listed, the range kept.
-        "Elapsed": (None, True, 0.0, 69.0, False, False, False),
+        # More distinct values than MAX_LISTED: none listed, the range kept.
+        "Elapsed": (None, True, 0.0, frames_summary.MAX_LISTED + 5.0, False, False, False),
         "Exposure-ms": ({number(10), number(20.5)}, False, 10.0, 20.5, False, False, False),  # 10 and 10.0 are one
         "Stage": ({number(1)}, False, 1.0, 1.0, False, True, True),
         "caf\u00e9": ({number(1)}, False, 1.0, 1.0, False, False, False),  # the key as it reads, however escaped

@@ -95,6 +95,10 @@ def test_a_database_with_data_upgrades_keeping_every_row(db_url, stamped):
         database.dispose()
 
 
+# Slices of the dataset summarized: its UUIDs (two per slice) overflow the summary's lists, its slices do not.
+SLICES = 140
+
+
 def _frame_meta(c: int, z: int) -> dict:
     """Frame metadata with a bit of everything the summary keeps: numbers, text, null, lists, objects, many values."""
     return {"Exposure-ms": [10, 20.5][c], "Camera": "Andor", "Slice": z, "UUID": f"u{c}-{z}", "ROI": [0, 0, 64, c],
@@ -115,13 +119,14 @@ def test_the_upgrade_summarizes_existing_datasets_as_a_fresh_upload_does(db_url)
         _at_first_revision_with_data(database.engine)
         frames = [{"channel_idx": c, "slice_idx": z, "time_idx": 0, "pos_idx": 0, "channel_name": f"ch{c}",
                    "file_name": f"im_c{c:03d}_z{z:03d}_t000_p000.png", "sha256": "ab" * 32,
-                   "metadata_json": _frame_meta(c, z)} for c in range(2) for z in range(40)]
+                   "metadata_json": _frame_meta(c, z)} for c in range(2) for z in range(SLICES)]
         with database.engine.begin() as conn:
             conn.execute(sa.text("INSERT INTO data_set (id, dataset_serial, frames, date_time) VALUES (3, :s, :t, :d)"),
                          {"s": ID[:-1] + "3", "t": True, "d": datetime.datetime(2018, 11, 7)})
             conn.execute(sa.text("INSERT INTO frames_global (id, data_set_id, storage_dir, nbr_frames, im_width, "
                                  "im_height, im_colors, bit_depth, nbr_slices, nbr_channels, nbr_timepoints, "
-                                 "nbr_positions) VALUES (6, 3, 'raw_frames/x', 80, 4, 3, 1, 'uint16', 40, 2, 1, 1)"))
+                                 f"nbr_positions) VALUES (6, 3, 'raw_frames/x', {2 * SLICES}, 4, 3, 1, 'uint16', "
+                                 f"{SLICES}, 2, 1, 1)"))
             conn.execute(sa.text("INSERT INTO frames (frames_global_id, channel_idx, slice_idx, time_idx, pos_idx, "
                                  "channel_name, file_name, sha256, metadata_json) VALUES (6, :channel_idx, "
                                  ":slice_idx, :time_idx, :pos_idx, :channel_name, :file_name, :sha256, :m)"),
@@ -135,15 +140,18 @@ def test_the_upgrade_summarizes_existing_datasets_as_a_fresh_upload_does(db_url)
         fresh = ID[:-1] + "4"
         database.insert_frames_dataset(
             DatasetRecord(fresh, datetime.datetime(2018, 11, 7), True),
-            {"storage_dir": f"raw_frames/{fresh}", "nbr_frames": 80, "im_width": 4, "im_height": 3, "im_colors": 1,
-             "bit_depth": "uint16", "nbr_slices": 40, "nbr_channels": 2, "nbr_timepoints": 1, "nbr_positions": 1,
+            {"storage_dir": f"raw_frames/{fresh}", "nbr_frames": 2 * SLICES, "im_width": 4, "im_height": 3,
+             "im_colors": 1, "bit_depth": "uint16", "nbr_slices": SLICES, "nbr_channels": 2, "nbr_timepoints": 1,
+             "nbr_positions": 1,
              "metadata_json": None}, frames)
         with database.engine.connect() as conn:
             fresh_id = conn.execute(sa.text("SELECT g.id FROM frames_global AS g JOIN data_set AS d "
                                             "ON d.id = g.dataset_id WHERE d.dataset_serial = :s"),
                                     {"s": fresh}).scalar()
             # The listed values in no particular order: the upgrade lists them in SQL, an upload as it meets them.
-            unordered = (lambda row: (row[0], _listed_set(row[1]), *row[2:]))
+            def unordered(row):
+                return (row[0], _listed_set(row[1]), *row[2:])
+
             summaries = {
                 frames_global_id: [unordered(row) for row in conn.execute(sa.text(
                     "SELECT key, distinct_values, overflow, min_number, max_number, has_other, has_object, has_array "
@@ -153,7 +161,7 @@ def test_the_upgrade_summarizes_existing_datasets_as_a_fresh_upload_does(db_url)
         assert [row[0] for row in summaries[6]] == sorted(_frame_meta(0, 0))
         assert summaries[6] == summaries[fresh_id]
         overflowing = {row[0] for row in summaries[6] if row[2]}
-        assert overflowing == {"UUID"}  # 80 distinct values; Slice, 40
+        assert overflowing == {"UUID"}  # 2 * SLICES distinct values, past MAX_LISTED; Slice, SLICES
     finally:
         database.dispose()
 

@@ -7,10 +7,12 @@ both databases, and a test compares the two databases' full answers.
 
 import datetime
 import json
+from unittest import mock
 
 import pytest
 import sqlalchemy as sa
 
+from imaging_db.database import frames_summary
 from imaging_db.database.db_ops import Database, DatasetRecord
 from imaging_db.database.search import (DatasetFilters, DatasetSummary, MetaFilter, date_range, find_datasets,
                                         meta_filters, parse_meta_filter)
@@ -408,7 +410,15 @@ EXACT = "EXACT-2012-01-03-00-00-00-0001"
 
 
 def add_summary_datasets(database: Database) -> None:
-    """Datasets whose frame metadata overflows the summary's lists, or holds numbers that must not be rounded."""
+    """Datasets whose frame metadata overflows the summary's lists, or holds numbers that must not be rounded.
+
+    Registered with lists of at most 64 values (not MAX_LISTED's 256), so that 70 frames overflow them.
+    """
+    with mock.patch.object(frames_summary, "MAX_LISTED", 64):
+        _add_summary_datasets(database)
+
+
+def _add_summary_datasets(database: Database) -> None:
     add_frames(database, WIDE, ("GFP",), 70, frame_meta=lambda c, z: {
         "Elapsed": z, "Tag": f"t{z}", "Mixed": z if z % 2 else str(z), "Flag": [z, z == 3 or None]})
     add_frames(database, WIDER, ("GFP",), 70, frame_meta=lambda c, z: {"Elapsed": 100 + z, "Tag": 1000 + z})
