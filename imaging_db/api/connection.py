@@ -29,6 +29,8 @@ from imaging_db.database.records import FRAME_COLUMNS, DatasetInfo
 from imaging_db.errors import InputError, NotFoundError, StorageError
 from imaging_db.filestorage import StorageLocation, storage_class
 from imaging_db.metadata.dataset_id import parse_dataset_id
+from imaging_db.pipeline.download import Downloader
+from imaging_db.pipeline.frame_metadata import metadata_table
 from imaging_db.pipeline.frame_reader import checked_key, corrupt
 from imaging_db.pipeline.selection import FrameSelection, select_frames
 from imaging_db.pipeline.stores import DatasetStorages, open_for_reading
@@ -231,14 +233,28 @@ class Connection:
 
     def frames_meta(self, dataset_id: str, channels: Sequence[str | int] | None = None,
                     slices: Sequence[int] | None = None, times: Sequence[int] | None = None,
-                    positions: Sequence[int] | None = None) -> pd.DataFrame:
+                    positions: Sequence[int] | None = None, *, frame_metadata: bool = False) -> pd.DataFrame:
         """The selected frames of a dataset, one row each, ordered by position, time, channel and slice.
+
+        Parameters
+        ----------
+        dataset_id : str
+        channels, slices, times, positions : optional
+            The downloader's filters (None: all).
+        frame_metadata : bool
+            Add each frame's metadata as columns, as ``data_downloader
+            --frame-metadata`` adds them to ``frames_meta.csv``: a column per key
+            any selected frame has (nested keys dotted, e.g. ``Camera.Binning``;
+            lists as JSON text; a key that is also a column above is named
+            ``metadata_json.<key>``), in alphabetical order, missing (NaN) where
+            a frame lacks it. Values keep their type (numbers stay numbers).
 
         Returns
         -------
         pandas.DataFrame
             Columns channel_idx, slice_idx, time_idx, pos_idx, channel_name,
-            file_name, sha256, metadata_json (each frame's metadata, a dict).
+            file_name, sha256, metadata_json (each frame's metadata, a dict),
+            then with ``frame_metadata`` the metadata columns.
 
         Raises
         ------
@@ -251,6 +267,9 @@ class Connection:
         info = self._frames_dataset(dataset_id, "list")
         rows = select_frames(self.database, info.serial, frame_selection(channels, slices, times, positions),
                              with_metadata=True)
+        if frame_metadata:
+            columns, records = metadata_table(rows)
+            return pd.DataFrame.from_records(records, columns=columns)
         return pd.DataFrame([[getattr(row, name) for name in FRAME_COLUMNS] for row in rows],
                             columns=list(FRAME_COLUMNS))
 
@@ -315,6 +334,62 @@ class Connection:
             data = read_stack(self._storages.open(location), info, rows, grid, self.nbr_workers)
         return xr.DataArray(data, dims=grid.dims, coords=grid.coords(), name=info.serial,
                             attrs={"dataset_id": info.serial})
+
+    def export(self, dataset_id: str, dest: str | Path, format: str = "ome-zarr",
+               channels: Sequence[str | int] | None = None, slices: Sequence[int] | None = None,
+               times: Sequence[int] | None = None, positions: Sequence[int] | None = None, *,
+               metadata: bool = True, frame_metadata: bool = False, progress: bool | None = False,
+               storage: str | None = None, storage_access: str | None = None,
+               s3_endpoint_url: str | None = None) -> Path:
+        """Write the selected frames into ``<dest>/<dataset_id>/``, as ``data_downloader --format`` does.
+
+        Parameters
+        ----------
+        dataset_id : str
+        dest : str or Path
+            The folder in which ``<dataset_id>/`` is made; it must not exist yet.
+        format : str
+            ``"ome-zarr"``: an OME-Zarr (NGFF 0.5) image per position,
+            ``<dataset_id>_p<NNN>.ome.zarr`` (axes t, c, z, y, x; channel names
+            and physical sizes in its metadata); ``"tiff"``: an OME-TIFF per
+            position, ``<dataset_id>_p<NNN>.ome.tif`` (axes TCZYX); ``"png"``:
+            the stored frames as they are.
+        channels, slices, times, positions : optional
+            The downloader's filters (None: all). An image per position needs
+            a full grid of the times, channels and slices selected.
+        metadata : bool
+            Also write ``global_metadata.json`` and ``frames_meta.csv``.
+        frame_metadata : bool
+            Add each frame's metadata to ``frames_meta.csv`` (see :meth:`frames_meta`).
+        progress : bool or None
+            Show a progress bar (None: only on a terminal).
+        storage, storage_access, s3_endpoint_url : str, optional
+            Read from another storage than the dataset's record says (data moved).
+
+        Returns
+        -------
+        Path
+            ``<dest>/<dataset_id>``, which appears whole or not at all.
+
+        Raises
+        ------
+        InputError
+            On a malformed id or filter, an unknown format, a file dataset with
+            an export format, RGB frames, or an existing ``<dest>/<dataset_id>``.
+        NotFoundError
+            If the dataset is unknown, a value asked for matches no frame, or the
+            frames selected are not a full grid (the missing ones are named).
+        IntegrityError
+            If a frame does not match its checksum.
+        StorageError, DatabaseError
+            If the storage or database fails.
+        """
+        info = self._dataset(dataset_id)
+        data_storage = self._storages.open(self._location(info, storage, storage_access, s3_endpoint_url))
+        downloader = Downloader(self.database, DatasetStorages.fixed(data_storage), self.nbr_workers, progress)
+        result = downloader.download(info.serial, dest, frame_selection(channels, slices, times, positions),
+                                     metadata=metadata, frame_metadata=frame_metadata, format=format)
+        return result.folder
 
     def get_file(self, dataset_id: str, dest: str | Path, *, storage: str | None = None,
                  storage_access: str | None = None, s3_endpoint_url: str | None = None) -> Path:
