@@ -1,5 +1,6 @@
 """Packaging for imaging_db."""
 
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
@@ -7,14 +8,32 @@ from setuptools import find_packages, setup
 HERE = Path(__file__).parent
 
 
-def requirements() -> list[str]:
-    lines = (HERE / "requirements.txt").read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+# What the package needs, as ranges, so that it installs next to napari, Jupyter and the lab's other tools.
+# The lower bounds are tested: tests/test_dependency_ranges.py installs the built wheel with exactly these oldest
+# versions and runs the core of the test suite there. requirements.txt pins the versions `make` installs
+# (each inside its range here; a test checks), for a reproducible environment.
+INSTALL_REQUIRES = [
+    "numpy>=1.26,<3",
+    "tifffile>=2024.8.10",
+    "opencv-python-headless>=4.10.0.84",
+    "SQLAlchemy>=2.0.30,<3",
+    "psycopg2-binary>=2.9.9,<3",
+    "boto3>=1.35.2",  # S3 conditional writes (If-None-Match), which storage relies on, came in 1.35.2
+    "botocore>=1.35.2",
+    "tqdm>=4.66,<5",
+    "jsonschema>=4.21,<5",
+    "isal>=1.7,<2",
+    "alembic>=1.13,<2",
+    "pandas>=2.2,<4",
+    "xarray>=2024.7.0",
+    "dask>=2024.8.0",
+]
 
 
 setup(
     name="imaging_db",
-    version="0.1.0",
+    # One version, imaging_db.__version__, which --version prints (read here without importing the package).
+    version=re.search(r'^__version__ = "([^"]+)"', (HERE / "imaging_db" / "__init__.py").read_text(), re.M)[1],
     description="Data management for microscopy images: 2D PNG frames in S3 or a folder, metadata in SQL",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
@@ -23,7 +42,7 @@ setup(
     # The migrations folder is not a package: alembic reads its files by path.
     package_data={"imaging_db.database": ["migrations/*.py", "migrations/*.mako", "migrations/versions/*.py"]},
     python_requires=">=3.11",
-    install_requires=requirements(),
+    install_requires=INSTALL_REQUIRES,
     entry_points={
         "console_scripts": [
             "data_uploader=imaging_db.cli.data_uploader:main",

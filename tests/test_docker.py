@@ -29,6 +29,9 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+
+from tests.test_dependency_ranges import _install_requires
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile.imagingDB"
@@ -686,10 +689,10 @@ def test_the_notebooks_run_against_the_installed_package(image_install, tmp_path
 
 @pytest.mark.slow
 def test_the_wheel_holds_the_package_its_data_and_its_scripts(tmp_path):
-    """``pip wheel --no-deps`` on what the image copies: the migrations, the five commands, the pins."""
+    """``pip wheel --no-deps`` on what the image copies: the migrations, the five commands, the ranges."""
     source = tmp_path / "context"
     patterns = _ignore_patterns()
-    for name in ("setup.py", "README.md", "LICENSE.md", "requirements.txt", "imaging_db"):
+    for name in ("setup.py", "pyproject.toml", "README.md", "LICENSE.md", "requirements.txt", "imaging_db"):
         for file in _context_files(name, patterns):
             path = source / file.relative_to(ROOT)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -712,6 +715,6 @@ def test_the_wheel_holds_the_package_its_data_and_its_scripts(tmp_path):
     assert not any("__pycache__" in n or n.startswith(("tests/", "notebooks/")) for n in names)
     for script in CONSOLE_SCRIPTS:
         assert re.search(rf"^{script} = imaging_db\.cli\.{script}:main$", entry_points, re.MULTILINE), script
-    pins = {line.strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
-            if line.strip() and not line.startswith("#")}
-    assert pins == set(re.findall(r"^Requires-Dist: (.+)$", metadata, re.MULTILINE))
+    # The ranges of setup.py (the image installs the pins of requirements.txt before, and the wheel --no-deps).
+    ranges = {str(requirement) for requirement in _install_requires()}
+    assert ranges == {str(Requirement(text)) for text in re.findall(r"^Requires-Dist: (.+)$", metadata, re.MULTILINE)}

@@ -95,8 +95,8 @@ def test_dockerfile_copies_what_setup_py_reads_before_installing():
         elif words[:1] == ["RUN"] and "pip install" in line:
             installs.append((line, set(copied)))
     setup_reads = set(re.findall(r'HERE / "([^"]+)"', (ROOT / "setup.py").read_text()))
-    assert setup_reads == {"README.md", "requirements.txt"}
+    assert setup_reads == {"README.md", "imaging_db"}  # the long description, and the version in __init__.py
     requirements_step = [c for line, c in installs if "-r requirements.txt" in line]
     package_step = [c for line, c in installs if line.rstrip().endswith(" .")]
     assert requirements_step and "requirements.txt" in requirements_step[0]
-    assert package_step and setup_reads | {"setup.py", "imaging_db"} <= package_step[0]
+    assert package_step and setup_reads | {"setup.py", "pyproject.toml", "imaging_db"} <= package_step[0]
