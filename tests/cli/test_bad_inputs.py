@@ -137,8 +137,12 @@ def _mm_meta(c=0, z=0, t=0, p=0, channel="GFP", **extra) -> dict:
 
 
 def _tiff_pages(path: Path, pages: list[tuple[np.ndarray, dict | str | None]], **kwargs) -> Path:
-    """A TIFF whose pages each carry their own MicroManagerMetadata tag (a dict, raw text, or none)."""
-    with tifffile.TiffWriter(path) as tif:
+    """A TIFF whose pages each carry their own MicroManagerMetadata tag (a dict, raw text, or none).
+
+    No OME-XML, which tifffile would add for a *.ome.tif name: pages without tags would then be an
+    OME-TIFF that ome_tiff reads by its XML.
+    """
+    with tifffile.TiffWriter(path, ome=False) as tif:
         for pixels, meta in pages:
             extratags = []
             if meta is not None:

@@ -81,11 +81,11 @@ class TestCanRead:
         assert OmeTiffSplitter.can_read(files[1])  # a continuation file: no OME-XML, tags on every page
         assert not TifIdSplitter.can_read(files[1])
 
-    def test_ome_tiff_without_micro_manager_tags_is_no_format(self, tmp_path):
-        """Its indices are in its OME-XML, which no splitter follows: refused rather than read as a z-stack."""
+    def test_ome_tiff_without_micro_manager_tags_is_ome_tiff(self, tmp_path):
+        """Its indices are in its OME-XML, which ome_tiff follows (issue 11): never read as a tif_id z-stack."""
         path = tmp_path / "bioformats.ome.tif"
         tifffile.imwrite(path, np.zeros((2, 3, 8, 8), np.uint16), ome=True, metadata={"axes": "CZYX"})
-        assert [cls for cls in SPLITTERS.values() if cls.can_read(path)] == []
+        assert [cls for cls in SPLITTERS.values() if cls.can_read(path)] == [OmeTiffSplitter]
 
     @pytest.mark.parametrize("cls", [OmeTiffSplitter, TifFolderSplitter, TifIdSplitter])
     def test_what_no_format_reads(self, tmp_path, cls):

@@ -146,8 +146,12 @@ class TestMicroManager14:
 
 
 def _write_pages(path, metas, shape=(8, 6)):
-    """Write one page per metadata dict; None writes a page without tag 51123."""
-    with tifffile.TiffWriter(path) as writer:
+    """Write one page per metadata dict; None writes a page without tag 51123.
+
+    No OME-XML (tifffile would add it for a *.ome.tif name): with it, pages without tags are an OME-TIFF
+    that ome_tiff reads by its XML (tests/images/test_ome_xml_input.py).
+    """
+    with tifffile.TiffWriter(path, ome=False) as writer:
         for i, meta in enumerate(metas):
             extratags = [] if meta is None else [(MM_TAG, "s", 0, json.dumps(meta), True)]
             writer.write(np.full(shape, i, np.uint16), photometric="minisblack", metadata=None,

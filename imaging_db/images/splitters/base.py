@@ -107,6 +107,16 @@ class Splitter(abc.ABC):
     def frames(self, read_pixels: bool = True) -> Iterator[Frame]:
         """Yield the frames one at a time; with ``read_pixels=False`` only indices, metadata, shape and dtype."""
 
+    def notes(self) -> list[str]:
+        """Human notes for the upload summary: how the splitter understood the input, where it had to guess.
+
+        Each is one sentence, e.g. ``"no ImageJ/OME metadata: 12 pages taken as
+        12 slices"``; empty when nothing needs saying (the default). Call it
+        after ``frames()`` has been gone through (scanning is enough): a
+        splitter may learn what to say only while reading.
+        """
+        return []
+
     def error(self, problem: str, source: Path | str | None = None) -> InputError:
         """Return an InputError naming the dataset and the file."""
         return InputError(f"dataset {self.dataset_serial}: {printable_path(source or self.path)}: {problem}")
