@@ -20,10 +20,17 @@ class TifIdSplitter(TiffSplitter):
 
     The counts come from the first page's ImageJ ImageDescription
     (``channels=``, ``slices=``, ``frames=``, ``positions=``); a TIFF without
-    one is taken as a z-stack of its pages.
+    one is taken as a z-stack of its pages, which ``notes()`` says. Channel
+    names come from the ImageJ ``Info``'s ``ChNames`` (Micro-Manager's
+    summary), else from the ImageJ ``Labels`` when they name the channels,
+    else the channel index.
     """
 
     frames_format = "tif_id"
+
+    def __init__(self, path: Path, dataset_serial: str, positions: list[int] | None = None):
+        super().__init__(path, dataset_serial, positions)
+        self._notes: list[str] | None = None
 
     @classmethod
     def can_read(cls, path: Path) -> bool:
@@ -60,8 +67,14 @@ class TifIdSplitter(TiffSplitter):
                 raise self.error(f"ImageDescription {key}={counts[key]} must be at least 1")
         total = int(np.prod(list(counts.values())))
         nbr_pages = self._nbr_images(tif, imagej)
+        self._notes = []
         if not imagej:
             counts["slices"], total = nbr_pages, nbr_pages
+            if nbr_pages > 1 and tif.pages.first.is_ome:
+                self._notes.append(f"tif_id does not follow OME-XML: {nbr_pages} pages taken as {nbr_pages} slices "
+                                   "(frames_format ome_tiff reads its layout)")
+            elif nbr_pages > 1:
+                self._notes.append(f"no ImageJ/OME metadata: {nbr_pages} pages taken as {nbr_pages} slices")
         if total != nbr_pages:
             raise self.error(
                 f"holds {nbr_pages} images but its ImageDescription says channels*slices*positions*frames = "
@@ -74,6 +87,21 @@ class TifIdSplitter(TiffSplitter):
         images = int(imagej.get("images", pages) or pages)
         return max(pages, images)
 
+    def notes(self) -> list[str]:
+        """``"no ImageJ/OME metadata: 12 pages taken as 12 slices"`` for a multi-page TIFF without ImageJ metadata.
+
+        Reads the file's header if the frames were not gone through yet.
+
+        Raises
+        ------
+        InputError
+            If the file cannot be read (as ``frames`` would).
+        """
+        if self._notes is None:
+            with self._open() as opened:
+                self._layout(opened.tif)
+        return list(self._notes or [])
+
     def _channel_names(self, imagej: dict, nbr_channels: int) -> list[str]:
         info = imagej.get("Info")
         try:
@@ -83,11 +111,12 @@ class TifIdSplitter(TiffSplitter):
         names = (summary or {}).get("ChNames")
         if isinstance(names, list) and len(names) == nbr_channels:
             return [str(n) for n in names]
-        return [str(c) for c in range(nbr_channels)]
+        return _label_channel_names(imagej.get("Labels"), nbr_channels) or [str(c) for c in range(nbr_channels)]
 
     def global_metadata(self) -> dict:
         with self._open() as opened:
             imagej = self._imagej(opened.tif)
+            calibration = _calibration(opened.tif.pages.first, imagej)
         meta: dict = {}
         for key, value in imagej.items():
             if key == "Info":
@@ -100,6 +129,7 @@ class TifIdSplitter(TiffSplitter):
             except (TypeError, ValueError):
                 continue  # LUTs, ranges and other arrays are display settings, not acquisition facts
             meta[key] = value
+        meta.update(calibration)
         meta["file_origin"] = str(self.path)
         return meta
 
@@ -164,3 +194,70 @@ class TifIdSplitter(TiffSplitter):
                 opened.check_page(page, page_nbr)
                 opened.check_page_data(page, page_nbr)
                 yield self.page_frame(opened, page, page_nbr, read_pixels, indices, names[channel_idx], {})
+
+
+def _label_channel_names(labels, nbr_channels: int) -> list[str] | None:
+    """The channel names ImageJ ``Labels`` give, or None when they do not name the channels.
+
+    Fiji writes one label per image, in ImageJ order (channel fastest). They
+    name the channels when each image's label is its channel's: the first
+    ``nbr_channels`` labels, repeated for every slice, position and time;
+    labels that change along z or t (file names of an image sequence, a
+    label per slice) are not channel names. A label's first line is taken,
+    as ImageJ shows it; the channels' labels must be distinct and not blank.
+    """
+    if not isinstance(labels, (list, tuple)) or len(labels) < nbr_channels:
+        return None
+    short = [str(label).split("\n", 1)[0].strip() if label is not None else "" for label in labels]
+    names = short[:nbr_channels]
+    if not all(names) or len(set(names)) != nbr_channels:
+        return None
+    if any(label != names[i % nbr_channels] for i, label in enumerate(short)):
+        return None
+    return names
+
+
+# ImageJ's spellings of a micrometre, the unit OME writes as "µm".
+_MICRONS = {"micron", "microns", "um", "µm", "μm", "\\u00b5m", "\\u03bcm"}
+
+
+def _unit(text) -> str | None:
+    if text is None or not str(text).strip() or str(text).strip().lower() in ("pixel", "pixels"):
+        return None
+    text = str(text).strip()
+    return "µm" if text.lower() in _MICRONS else text
+
+
+def _calibration(page, imagej: dict) -> dict:
+    """Pixel size and frame interval under the OME names (``PhysicalSizeX``... ``TimeIncrement``, with units).
+
+    ImageJ writes the pixel size as the resolution (pixels per ``unit``) and
+    the z step as ``spacing``; ``yunit`` and ``zunit`` when they differ from
+    ``unit``; the frame interval as ``finterval`` (seconds unless ``tunit``
+    says otherwise; the unit is recorded only when given). Without an ImageJ
+    ``unit`` the resolution is a print setting (dots per inch), not a pixel size.
+    """
+    meta: dict = {}
+    unit = _unit(imagej.get("unit"))
+    if unit is not None:
+        for axis, tag in (("X", "XResolution"), ("Y", "YResolution")):
+            value = page.tags.get(tag)
+            try:
+                numerator, denominator = value.value
+                size = denominator / numerator
+            except (AttributeError, TypeError, ValueError, ZeroDivisionError):
+                continue
+            meta[f"PhysicalSize{axis}"] = size
+            meta[f"PhysicalSize{axis}Unit"] = (_unit(imagej.get("yunit")) or unit) if axis == "Y" else unit
+        spacing = imagej.get("spacing")
+        if isinstance(spacing, (int, float)) and not isinstance(spacing, bool):
+            meta["PhysicalSizeZ"] = float(spacing)
+            meta["PhysicalSizeZUnit"] = _unit(imagej.get("zunit")) or unit
+    finterval = imagej.get("finterval")
+    if isinstance(finterval, (int, float)) and not isinstance(finterval, bool) and finterval > 0:
+        meta["TimeIncrement"] = float(finterval)
+        tunit = imagej.get("tunit")
+        if tunit:
+            meta["TimeIncrementUnit"] = "s" if str(tunit).strip().lower() in ("sec", "second", "seconds", "s") \
+                else str(tunit).strip()
+    return meta
