@@ -146,7 +146,8 @@ class Uploader:
 
     def _upload_frames(self, plan: DatasetPlan) -> DatasetResult:
         prefix = keys.frames_dir(plan.serial)
-        result = DatasetResult(plan.serial, ok=False)
+        # How the splitter read the input where a misread would not show (known since the planner's scan).
+        result = DatasetResult(plan.serial, ok=False, notes=list(plan.splitter.notes()))
         rows = RowSpool()  # on disk: memory does not grow with the number of frames
         summary = SummaryBuilder()  # of the frames' metadata, made by the workers as they serialize it
         first_where = shape = None

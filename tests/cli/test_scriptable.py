@@ -131,3 +131,22 @@ def test_usage_errors_exit_2_and_say_why(capsys):
         data_uploader.main(["--config", "c.json"])
     assert exit_info.value.code == 2
     assert "the following arguments are required: --csv" in capsys.readouterr().err
+
+
+def test_the_summary_says_how_a_plain_tiff_was_read(tmp_path, login_file, storage_spec, capsys):
+    """A multi-page TIFF with no ImageJ or OME metadata is a z-stack, and the summary line and --json say so."""
+    import numpy as np
+    import tifffile
+
+    stack = np.stack([frame_pixels(0, z, 0, 0, SHAPE) for z in range(5)])
+    tifffile.imwrite(tmp_path / "plain.tif", stack, metadata=None)
+    config = write_config(tmp_path, storage_spec, upload_type="frames", frames_format="tif_id")
+    csv_path = write_csv(tmp_path, [{"dataset_id": ID, "file_name": str(tmp_path / "plain.tif")}])
+    assert upload(csv_path, config, login_file, "--json") == 0
+    (dataset,) = _json_out(capsys)["datasets"]
+    assert dataset["notes"] == ["no ImageJ/OME metadata: 5 pages taken as 5 slices"]
+    assert download(ID, tmp_path / "dl", login_file, storage_spec) == 0
+    check_downloaded(tmp_path / "dl" / ID, {(0, z, 0, 0): stack[z] for z in range(5)})
+    csv_path = write_csv(tmp_path, [{"dataset_id": ID2, "file_name": str(tmp_path / "plain.tif")}])
+    assert upload(csv_path, config, login_file) == 0
+    assert capsys.readouterr().out.strip().endswith("(no ImageJ/OME metadata: 5 pages taken as 5 slices)")
