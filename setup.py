@@ -13,7 +13,7 @@ HERE = Path(__file__).parent
 # versions and runs the core of the test suite there. requirements.txt pins the versions `make` installs
 # (each inside its range here; a test checks), for a reproducible environment.
 INSTALL_REQUIRES = [
-    "numpy>=1.26,<3",
+    "numpy>=2.0,<3",
     "tifffile>=2024.8.10",
     "opencv-python-headless>=4.10.0.84",
     "SQLAlchemy>=2.0.30,<3",
@@ -24,9 +24,16 @@ INSTALL_REQUIRES = [
     "jsonschema>=4.21,<5",
     "isal>=1.7,<2",
     "alembic>=1.13,<2",
-    "pandas>=2.2,<4",
+    "pandas>=2.2.2,<4",  # the first pandas built for numpy 2
     "xarray>=2024.7.0",
     "dask>=2024.8.0",
+    # Any OME-TIFF: the OME-XML read with the OME data model (0.x: its API may change); lxml converts the
+    # OME-XML of older schemas.
+    "ome-types>=0.6.0,<0.8",
+    "lxml>=5.0,<7",
+    # OME-Zarr export: zarr-python writes the arrays, yaozarrs (0.x: its API may change) the NGFF metadata.
+    "zarr>=3.1.6,<4",
+    "yaozarrs>=0.3.4,<0.4",
 ]
 
 

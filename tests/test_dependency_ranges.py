@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # command and the Python API.
 DATABASE_TESTS = ("tests/database",)
 CORE_TESTS = ("tests/images", "tests/metadata", "tests/api/test_stack.py", "tests/api/test_metadata.py",
-              "tests/cli/test_end_to_end.py", "tests/cli/test_query_data.py")
+              "tests/cli/test_end_to_end.py", "tests/cli/test_query_data.py", "tests/pipeline/test_export_formats.py")
 # What those tests need besides the package (as requirements-dev.txt pins them).
-TEST_TOOLS = ("pytest", "pytest-timeout", "pillow", "moto", "PyYAML")
+TEST_TOOLS = ("pytest", "pytest-timeout", "pillow", "moto", "PyYAML", "tensorstore", "ml_dtypes")
 
 
 def _install_requires() -> list[Requirement]:

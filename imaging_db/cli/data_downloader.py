@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write global_metadata.json and frames_meta.csv (default: on)")
     parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
                         help="fetch the frames or file (default: on)")
-    parser.add_argument("-c", "--channels", nargs="+", help="channel names, or indices when all are integers")
+    parser.add_argument("-c", "--channels", nargs="+",
+                        help="channel names, or indices when all are integers and none is a channel name")
     parser.add_argument("-z", "--slices", nargs="+", type=int, help="slice indices")
     parser.add_argument("-t", "--times", nargs="+", type=int, help="time indices")
     parser.add_argument("-p", "--positions", nargs="+", type=int, help="position indices")
