@@ -27,7 +27,7 @@ demo: install
 
 # On every core (pytest-xdist): each test makes its own databases, folders and buckets.
 test: install
-	$(PY) -m pytest -n auto $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --dist loadgroup $(PYTEST_ARGS)
 
 # Only the tests marked large: a BigTIFF over 4 GiB round trip, each CLI's wall time and peak RSS printed.
 # Needs about 9 GB free under the temporary folder, removed afterwards.

@@ -27,7 +27,18 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "postgresql: needs a PostgreSQL server")
     config.addinivalue_line("markers", "s3: needs the moto S3 server")
     config.addinivalue_line("markers", "large: writes and uploads gigabytes; deselected unless asked (make test-large)")
-    config.addinivalue_line("markers", "slow: about a minute (the Docker image's install in a venv); runs in make test")
+    config.addinivalue_line("markers", "slow: a minute or two (installs in new venvs); runs in make test")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The modules with slow tests first, so that over make test's workers (-n auto) they do not end the run
+    alone; the Docker image's tests on one worker (--dist loadgroup) and together, so that its module-scoped
+    install in a new venv is made once."""
+    slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
+    for item in items:
+        if item.path.name == "test_docker.py":
+            item.add_marker(pytest.mark.xdist_group("docker_image"))
+    items.sort(key=lambda item: item.path not in slow_modules)  # stable: each module's tests stay in order
 
 
 # --------------------------------------------------------------------------- environment
