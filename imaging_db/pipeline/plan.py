@@ -97,6 +97,15 @@ class DatasetResult:
         )
 
 
+def already_registered(serial: str, database: Database, skip_existing: bool) -> DatasetResult:
+    """The result of a dataset whose id is registered: skipped with ``skip_existing``, else refused."""
+    if skip_existing:
+        return DatasetResult(serial, ok=True, skipped=True)
+    return DatasetResult(serial, ok=False, error=(
+        f"dataset {serial} is already in the database {database.describe()}; not touched "
+        "(--skip-existing reports it as skipped)"))
+
+
 class Planner:
     """Checks the rows of an upload against the database, the storage and the files.
 
@@ -157,13 +166,8 @@ class Planner:
                     "list parents before their children"
                 )
             earlier.add(serial)
-            if serial in registered and self.skip_existing:
-                refused.append(DatasetResult(serial, ok=True, skipped=True))
-                continue
             if serial in registered:
-                refused.append(DatasetResult(serial, ok=False, error=(
-                    f"dataset {serial} is already in the database {self.database.describe()}; not touched"
-                )))
+                refused.append(already_registered(serial, self.database, self.skip_existing))
                 continue
             plans.append(self._plan(row))
         return plans, refused

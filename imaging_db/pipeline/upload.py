@@ -21,7 +21,7 @@ from imaging_db.metadata.upload_config import UploadConfig, apply_overrides, loa
 from imaging_db.metadata.upload_csv import UploadRow, read_upload_csv
 from imaging_db.pipeline import keys
 from imaging_db.pipeline.frame_store import store_frame
-from imaging_db.pipeline.plan import DatasetPlan, DatasetResult, Planner
+from imaging_db.pipeline.plan import DatasetPlan, DatasetResult, Planner, already_registered
 from imaging_db.pipeline.progress import progress_bar
 from imaging_db.pipeline.row_spool import RowSpool
 from imaging_db.pipeline.stores import open_for_upload
@@ -101,11 +101,8 @@ class Uploader:
         an earlier, killed run of this id are removed.
         """
         serial = plan.serial
-        if self.database.existing_serials([serial]):
-            if self.skip_existing:  # registered by another run since prepare() looked
-                return DatasetResult(serial, ok=True, skipped=True)
-            return DatasetResult(serial, ok=False, error=(
-                f"dataset {serial} is already in the database {self.database.describe()}; not touched"))
+        if self.database.existing_serials([serial]):  # registered by another run since prepare() looked
+            return already_registered(serial, self.database, self.skip_existing)
         prefix = (keys.frames_dir if plan.upload_type == "frames" else keys.files_dir)(serial) + "/"
         plan.existing = self.storage.list(prefix)
         if plan.existing and not self.override:
