@@ -163,13 +163,6 @@ class FrameGrid:
         return coords
 
 
-# Requests in flight while reading a stack into memory: enough to hide a remote storage's latency from the
-# decoders: on S3, at ~40 ms a request, 8 in flight bring ~200 frames/s, what two cores decode. Each request
-# beyond that would only hold its fetched frame until a decoder is free.
-_MIN_REQUESTS = 8
-_REQUESTS_PER_DECODER = 4
-
-
 def read_stack(storage: DataStorage, info: DatasetInfo, rows: list[FrameRow], grid: FrameGrid,
                nbr_workers: int) -> np.ndarray:
     """Read every frame of ``rows`` into one array of ``grid.shape``.
@@ -195,8 +188,7 @@ def read_stack(storage: DataStorage, info: DatasetInfo, rows: list[FrameRow], gr
         with decoding:
             grid.frame.decode(storage, row.file_name, data, out[grid.index(row)])
 
-    for _ in read_frames(storage, info, rows, nbr_workers, progress=False, then=decode_into,
-                         max_requests=max(_MIN_REQUESTS, _REQUESTS_PER_DECODER * nbr_workers)):
+    for _ in read_frames(storage, info, rows, nbr_workers, progress=False, then=decode_into, decoding=True):
         pass
     return out
 

@@ -90,7 +90,7 @@ class _Key:
             self.has_other = True
             item = _TRUE if value is True else _FALSE if value is False else _NULL
             text = item.text
-        elif kind is float or kind is int or isinstance(value, (int, float)):  # (subclasses as json writes them)
+        elif isinstance(value, (int, float)):  # (subclasses too, as json writes them)
             if isinstance(value, float) and not math.isfinite(value):
                 self.scalar(None)  # stored as null (see json_text)
                 return

@@ -275,7 +275,7 @@ def write_ome_zarr(plan: ExportPlan, storage: DataStorage, folder: Path, sizes: 
             raise StorageError(f"dataset {serial}: cannot write frame {row.file_name} into "
                                f"{plan.name(position, '.ome.zarr')}: {exc.strerror or exc}") from None
 
-    for _ in read_frames(storage, plan.info, plan.rows, nbr_workers, progress, then=write):
+    for _ in read_frames(storage, plan.info, plan.rows, nbr_workers, progress, then=write, decoding=True):
         pass
     return names
 
@@ -303,7 +303,7 @@ def write_ome_tiff(plan: ExportPlan, storage: DataStorage, folder: Path, sizes: 
     pages_per_position = math.prod(plan.shape[:3])
     bigtiff = pages_per_position * math.prod(plan.shape[3:]) * np.dtype(plan.dtype).itemsize > _CLASSIC_TIFF_BYTES
     frames = read_frames(storage, plan.info, plan.rows, nbr_workers, progress,
-                         then=_decoder(plan, storage, nbr_workers))
+                         then=_decoder(plan, storage, nbr_workers), decoding=True)
     names = []
     try:
         for position in plan.positions:
